@@ -1,0 +1,37 @@
+"""vcf-cds: a CDS Hooks service for vertebral compression fractures."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask
+
+from .config import load_settings
+from .pipeline import Engine
+
+__version__ = "0.1.0"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Defaults, then ``VCF_CDS_*`` from the environment, then ``test_config`` (Flask tutorial style)."""
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping(load_settings())
+    app.config.update(
+        CLOCK=lambda: datetime.now(timezone.utc).astimezone(),
+        NEW_UUID=lambda: str(uuid.uuid4()),
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BODY"])
+    logging.getLogger("vcf_cds").setLevel(str(app.config["LOG_LEVEL"]).upper())
+
+    app.extensions["vcf_cds"] = app.config.get("ENGINE") or Engine.load(app.config["EXTRA_MAPPINGS"])
+
+    from . import api, http_errors
+
+    http_errors.init_app(app)
+    app.register_blueprint(api.bp)
+    return app

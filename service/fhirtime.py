@@ -1,0 +1,42 @@
+"""FHIR date/dateTime/instant strings to aware datetimes, tolerating partial dates."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+_FHIR_DATETIME = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def parse_fhir_datetime(value: Any, default_tz: tzinfo) -> tuple[datetime | None, bool]:
+    """(moment, partial). Partial dates (``2024`` or ``2024-05``) become their first day.
+
+    Values without a zone are read in ``default_tz`` (the caller's "now" zone). Anything that is
+    not a FHIR date gives ``(None, False)``: unknown, never an exception.
+    """
+    if not isinstance(value, str):
+        return None, False
+    m = _FHIR_DATETIME.fullmatch(value.strip())
+    if not m:
+        return None, False
+    tz = default_tz
+    if m["tz"] == "Z":
+        tz = timezone.utc
+    elif m["tz"]:
+        sign = 1 if m["tz"][0] == "+" else -1
+        hours, minutes = int(m["tz"][1:3]), int(m["tz"][4:6])
+        if hours > 23 or minutes > 59:
+            return None, False
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        moment = datetime(
+            int(m["y"]), int(m["m"] or 1), int(m["d"] or 1),
+            int(m["H"] or 0), int(m["M"] or 0), min(int(m["S"] or 0), 59), tzinfo=tz,
+        )
+    except ValueError:  # 2024-02-30, hour 25…
+        return None, False
+    return moment, m["d"] is None

@@ -1,0 +1,373 @@
+"""FHIR R4 resources → clinical ``Facts``, through the value sets of ``mappings/``.
+
+Only resources whose codes matter to the decision are validated with ``fhir.resources.R4B``
+(validation costs ~0.3 ms a resource; records carry thousands the decision ignores). The values
+are then read from the raw JSON, which validation has vouched for.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .errors import InvalidResourceError
+from .facts import Facts, Finding, Fracture, Reading
+from .fhirtime import parse_fhir_datetime
+from .terminology import ICD10_CM, Terminology
+
+VCF_KINDS = {
+    "vcf-osteoporotic": "osteoporotic",
+    "vcf-traumatic": "traumatic",
+    "vcf-unspecified": "unspecified",
+    "vcf-neoplastic": "neoplastic",
+}
+CONDITION_CONCEPTS = frozenset(VCF_KINDS) | {
+    "osteoporosis", "kyphosis", "multiple-myeloma", "bone-metastasis", "vertebral-malignancy",
+    "neoplastic-fracture", "cancer", "red-flag", "spinal-infection", "sepsis", "pregnancy",
+    "bleeding-disorder", "anticoagulant", "osteoporosis-therapy",
+}
+MEDICATION_CONCEPTS = frozenset({"anticoagulant", "osteoporosis-therapy"})
+ALLERGY_CONCEPTS = frozenset({"cement-allergy", "contrast-allergy"})
+READING_CONCEPTS = frozenset({"pain-nrs", "pain-vas", "inr", "platelets", "dxa-tscore"})
+FINDING_CONCEPTS = {
+    "finding-point-tenderness": "point-tenderness",
+    "finding-marrow-edema": "marrow-edema",
+    "finding-height-loss": "height-loss",
+    "finding-kyphotic-deformity": "kyphotic-deformity",
+    "finding-neurologic-deficit": "neurologic-deficit",
+    "finding-sins": "sins",
+    "finding-rdq": "rdq",
+}
+OBSERVATION_CONCEPTS = READING_CONCEPTS | frozenset(FINDING_CONCEPTS) | {"hcg"}
+
+_ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+_EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+_RESULT_STATUSES = {"final", "amended", "corrected"}
+_YES = {"yes", "y", "true", "present", "positive", "pos", "detected"}
+_NO = {"no", "n", "false", "absent", "negative", "neg", "not detected"}
+
+
+def normalize(
+    patient: Mapping[str, Any],
+    resources: Iterable[Any],
+    *,
+    terminology: Terminology,
+    now: datetime,
+    unavailable: Iterable[str] = (),
+) -> Facts:
+    """Derive the facts of one patient.
+
+    ``resources`` may hold anything (the parts of the record the EHR sent); entries that are not
+    FHIR resources, or belong to another patient, are skipped. Raises ``InvalidResourceError`` when
+    the Patient, or a Condition the decision reads, is not valid FHIR R4.
+    """
+    validate(patient, "the prefetched Patient")
+    patient_id = patient.get("id")
+    reader = _Reader(terminology, now, patient_id if isinstance(patient_id, str) else None)
+    for resource in resources:
+        if isinstance(resource, dict) and reader.belongs(resource):
+            reader.read(resource)
+    birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or _utc())
+    return Facts(
+        now=now,
+        birth_date=birth.date() if birth else None,
+        fractures=tuple(reader.fractures),
+        documented={k: tuple(v) for k, v in reader.documented.items()},
+        readings={k: tuple(sorted(v, key=lambda r: r.when)) for k, v in reader.readings.items()},
+        findings={k: tuple(sorted(v, key=_when_key)) for k, v in reader.findings.items()},
+        hospital_encounters=tuple(reader.encounters),
+        unavailable=frozenset(unavailable),
+        ignored=tuple(reader.ignored),
+    )
+
+
+def validate(resource: Mapping[str, Any], what: str) -> None:
+    """Validate one resource against its R4 model; the error names fields, never values (PHI)."""
+    resource_type = resource.get("resourceType")
+    try:
+        model = get_fhir_model_class(str(resource_type))
+    except (KeyError, ValueError, AttributeError):
+        raise InvalidResourceError(f"{what} has unknown resourceType {str(resource_type)[:40]!r}")
+    try:
+        model.model_validate(resource)
+    except (ValidationError, ValueError, TypeError) as e:
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        parts = [".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in error.errors()[:3]]
+        return "; ".join(parts)
+    return type(error).__name__
+
+
+def _utc() -> Any:
+    from datetime import timezone
+
+    return timezone.utc
+
+
+def _when_key(f: Finding) -> datetime:
+    return f.when or datetime.min.replace(tzinfo=_utc())
+
+
+def _codes(concept: Any) -> set[str]:
+    if not isinstance(concept, dict):
+        return set()
+    return {c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)} - {None}
+
+
+def _texts(concept: Any) -> list[Any]:
+    if not isinstance(concept, dict):
+        return []
+    displays = [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
+    return [concept.get("text"), *displays]
+
+
+class _Reader:
+    """Accumulates facts resource by resource."""
+
+    def __init__(self, terminology: Terminology, now: datetime, patient_id: str | None):
+        self.t = terminology
+        self.now = now
+        self.tz = now.tzinfo or _utc()
+        self.patient_id = patient_id
+        self.fractures: list[Fracture] = []
+        self.documented: dict[str, list[str]] = defaultdict(list)
+        self.readings: dict[str, list[Reading]] = defaultdict(list)
+        self.findings: dict[str, list[Finding]] = defaultdict(list)
+        self.encounters: list[str] = []
+        self.ignored: list[str] = []
+
+    def belongs(self, resource: dict[str, Any]) -> bool:
+        """False for a resource that names another patient (wrong-patient data is dropped)."""
+        subject = resource.get("subject") or resource.get("patient")
+        ref = subject.get("reference") if isinstance(subject, dict) else None
+        if self.patient_id and isinstance(ref, str) and ref.startswith("Patient/"):
+            return ref.removeprefix("Patient/").split("/")[0] == self.patient_id
+        return True
+
+    def read(self, resource: dict[str, Any]) -> None:
+        handler = _HANDLERS.get(resource.get("resourceType"))  # type: ignore[arg-type]
+        if handler:
+            handler(self, resource)
+
+    def ref(self, resource: dict[str, Any]) -> str:
+        rid = resource.get("id")
+        return f"{resource['resourceType']}/{rid if isinstance(rid, str) else '?'}"
+
+    def valid(self, resource: dict[str, Any]) -> bool:
+        """Validate a resource the decision uses; an invalid one is ignored and said on the card."""
+        try:
+            validate(resource, self.ref(resource))
+        except InvalidResourceError as e:
+            self.ignored.append(e.diagnostics)
+            return False
+        return True
+
+    def moment(self, value: Any) -> tuple[datetime | None, bool]:
+        return parse_fhir_datetime(value, self.tz)
+
+    # -- Condition ---------------------------------------------------------------------------
+    def condition(self, c: dict[str, Any]) -> None:
+        concepts = self.t.concepts_of(c.get("code")) & CONDITION_CONCEPTS
+        if not concepts:
+            return
+        validate(c, self.ref(c))  # conditions decide whether there is a card at all: no skipping
+        if not self._active(c):
+            return
+        ref = self.ref(c)
+        for concept in concepts:
+            self.documented[concept].append(ref)
+        for vs_id, kind in VCF_KINDS.items():
+            if vs_id in concepts:
+                onset, estimated = self._onset(c)
+                self.fractures.append(Fracture(ref, kind, onset, estimated, self._level(c)))
+                break
+
+    def _active(self, c: dict[str, Any]) -> bool:
+        if _codes(c.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
+            return False
+        clinical = _codes(c.get("clinicalStatus"))
+        if clinical:
+            return bool(clinical & _ACTIVE_CLINICAL)
+        abated, _ = self.moment(c.get("abatementDateTime"))
+        return abated is None or abated > self.now
+
+    def _onset(self, c: dict[str, Any]) -> tuple[date | None, bool]:
+        period = c.get("onsetPeriod")
+        for value in (c.get("onsetDateTime"), period.get("start") if isinstance(period, dict) else None):
+            moment, partial = self.moment(value)
+            if moment:
+                return moment.date(), partial
+        moment, _ = self.moment(c.get("recordedDate"))
+        return (moment.date(), True) if moment else (None, False)
+
+    def _level(self, c: dict[str, Any]) -> str | None:
+        for site in c.get("bodySite") or []:
+            codes = sorted(_codes(site))
+            if codes:
+                return "site:" + codes[0]
+            if isinstance(site, dict) and isinstance(site.get("text"), str):
+                return "site:" + site["text"].strip().lower()
+        for coding in (c.get("code") or {}).get("coding") or []:
+            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+                continue
+            if self.t.canonical_system(str(coding.get("system", ""))) != ICD10_CM:
+                continue
+            dotless = coding["code"].upper().replace(".", "")
+            # S22.0n / S32.0n: the 5th character names the level (0 = unspecified)
+            if dotless[:4] in ("S220", "S320") and len(dotless) >= 5 and dotless[4] != "0":
+                return "icd:" + dotless[:5]
+        return None
+
+    # -- Observation -------------------------------------------------------------------------
+    def observation(self, o: dict[str, Any]) -> None:
+        concepts = self.t.concepts_of(o.get("code")) & OBSERVATION_CONCEPTS
+        if not concepts or o.get("status") not in _RESULT_STATUSES or not self.valid(o):
+            return
+        when = self._effective(o)
+        if when is None or o.get("dataAbsentReason"):
+            return
+        ref = self.ref(o)
+        for concept in concepts:
+            if concept == "hcg":
+                if self._present(o) is True:
+                    self.documented["pregnancy"].append(ref)
+            elif concept in FINDING_CONCEPTS:
+                finding = Finding(ref, when, present=self._present(o), value=_number(o))
+                if finding.present is not None or finding.value is not None:
+                    self.findings[FINDING_CONCEPTS[concept]].append(finding)
+            else:
+                value = _scaled(concept, o)
+                if value is not None:
+                    name = "pain" if concept.startswith("pain-") else concept
+                    self.readings[name].append(Reading(ref, when, value))
+
+    def _effective(self, o: dict[str, Any]) -> datetime | None:
+        period = o.get("effectivePeriod")
+        for value in (
+            o.get("effectiveDateTime"),
+            o.get("effectiveInstant"),
+            period.get("end") if isinstance(period, dict) else None,
+            period.get("start") if isinstance(period, dict) else None,
+            o.get("issued"),
+        ):
+            moment, _ = self.moment(value)
+            if moment:
+                return moment
+        return None
+
+    def _present(self, o: dict[str, Any]) -> bool | None:
+        if isinstance(o.get("valueBoolean"), bool):
+            return bool(o["valueBoolean"])
+        candidates = [o.get("valueCodeableConcept"), *(o.get("interpretation") or [])]
+        for concept in candidates:
+            found = self.t.concepts_of(concept)
+            if "value-present" in found:
+                return True
+            if "value-absent" in found:
+                return False
+        text = o.get("valueString")
+        if isinstance(o.get("valueCodeableConcept"), dict):
+            text = text or o["valueCodeableConcept"].get("text")
+        if isinstance(text, str):
+            word = text.strip().lower()
+            return True if word in _YES else False if word in _NO else None
+        return None
+
+    # -- orders, allergies, encounters --------------------------------------------------------
+    def medication(self, m: dict[str, Any]) -> None:
+        if m.get("status") != "active":
+            return
+        concept = m.get("medicationCodeableConcept")
+        texts = _texts(concept)
+        reference = m.get("medicationReference")
+        if isinstance(reference, dict):
+            texts.append(reference.get("display"))
+            contained = self._contained(m, reference.get("reference"))
+            if contained:
+                concept = concept or contained.get("code")
+                texts += _texts(contained.get("code"))
+        found = (self.t.concepts_of(concept) | self.t.concepts_in_text(*texts)) & MEDICATION_CONCEPTS
+        if found and self.valid(m):
+            for c in found:
+                self.documented[c].append(self.ref(m))
+
+    @staticmethod
+    def _contained(resource: dict[str, Any], reference: Any) -> dict[str, Any] | None:
+        if not isinstance(reference, str) or not reference.startswith("#"):
+            return None
+        for item in resource.get("contained") or []:
+            if isinstance(item, dict) and item.get("id") == reference[1:]:
+                return item
+        return None
+
+    def allergy(self, a: dict[str, Any]) -> None:
+        if _codes(a.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
+            return
+        clinical = _codes(a.get("clinicalStatus"))
+        if clinical and "active" not in clinical:
+            return
+        texts = _texts(a.get("code"))
+        for reaction in a.get("reaction") or []:
+            if isinstance(reaction, dict):
+                texts += _texts(reaction.get("substance"))
+        found = (self.t.concepts_of(a.get("code")) | self.t.concepts_in_text(*texts)) & ALLERGY_CONCEPTS
+        if found and self.valid(a):
+            for c in found:
+                self.documented[c].append(self.ref(a))
+
+    def encounter(self, e: dict[str, Any]) -> None:
+        if e.get("status") != "in-progress":
+            return
+        klass = e.get("class")
+        klass = klass if isinstance(klass, dict) and "coding" in klass else {"coding": [klass]}
+        if "inpatient-encounter-class" in self.t.concepts_of(klass) and self.valid(e):
+            self.encounters.append(self.ref(e))
+
+
+def _number(o: dict[str, Any]) -> float | None:
+    if isinstance(o.get("valueInteger"), int) and not isinstance(o["valueInteger"], bool):
+        return float(o["valueInteger"])
+    quantity = o.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), (int, float)):
+        if quantity.get("comparator"):  # "<0.5" is not a value we can compare safely
+            return None
+        value = float(quantity["value"])
+        return value if abs(value) < 1e9 else None
+    return None
+
+
+def _scaled(concept: str, o: dict[str, Any]) -> float | None:
+    """A reading on the decision's scale: pain 0–10, platelets 10^9/L; None when implausible."""
+    value = _number(o)
+    if value is None:
+        return None
+    unit = ""
+    if isinstance(o.get("valueQuantity"), dict):
+        unit = str(o["valueQuantity"].get("code") or o["valueQuantity"].get("unit") or "").lower()
+    if concept == "pain-vas" and (unit == "mm" or value > 10):
+        value /= 10  # VAS is 0–100 mm; the criteria are on the 0–10 scale
+    if concept.startswith("pain-"):
+        return value if 0 <= value <= 10 else None
+    if concept == "platelets" and unit in ("/ul", "/mm3", "{cells}/ul", "/µl") and value > 1000:
+        value /= 1000  # per µL → 10^9/L
+    if concept in ("inr", "platelets") and value < 0:
+        return None
+    return value
+
+
+_HANDLERS = {
+    "Condition": _Reader.condition,
+    "Observation": _Reader.observation,
+    "MedicationRequest": _Reader.medication,
+    "MedicationStatement": _Reader.medication,
+    "AllergyIntolerance": _Reader.allergy,
+    "Encounter": _Reader.encounter,
+}

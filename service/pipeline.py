@@ -1,0 +1,76 @@
+"""The hook pipeline: request schema → gather → normalize → decide → render.
+
+HTTP and ``vcf-cds replay`` both call ``Engine.evaluate``; only the edges (HTTP, the FHIR client)
+do I/O. Time and ids are passed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .catalog import ServiceDefinition, build_catalog
+from .decide import RULES_VERSION, Assessment, decide
+from .errors import NotFoundError
+from .gather import Fetcher, gather
+from .normalize import normalize
+from .render import CardContext, cards_for
+from .schemas import load_request
+from .terminology import Terminology, load_terminology
+
+
+@dataclass
+class HookResult:
+    service: ServiceDefinition
+    request: dict[str, Any]
+    assessment: Assessment | None
+    cards: list[dict[str, Any]]
+    fetched: list[str]
+
+
+class Engine:
+    """Everything loaded once at start-up: value sets, the service catalog, the rules version."""
+
+    def __init__(self, terminology: Terminology):
+        self.terminology = terminology
+        self.catalog = build_catalog(terminology)
+        self.rules_version = f"{RULES_VERSION}+mappings.{terminology.digest}"
+
+    @classmethod
+    def load(cls, extra_mappings: str | Path | None = None) -> Engine:
+        return cls(load_terminology(extra_mappings or None))
+
+    def service(self, service_id: str) -> ServiceDefinition:
+        service = self.catalog.get(service_id)
+        if service is None:
+            raise NotFoundError(f"No CDS service '{service_id[:80]}'. See GET /cds-services for the list.")
+        return service
+
+    def discovery(self) -> dict[str, Any]:
+        return {"services": [s.discovery() for s in self.catalog.values()]}
+
+    def evaluate(
+        self,
+        service_id: str,
+        body: Any,
+        *,
+        now: datetime,
+        new_uuid: Callable[[], str],
+        fetch: Fetcher | None = None,
+    ) -> HookResult:
+        service = self.service(service_id)
+        request = load_request(body, service.hook)
+        record = gather(request, service, fetch)
+        facts = normalize(record.patient, record.resources, terminology=self.terminology, now=now,
+                          unavailable=record.unavailable)
+        assessment = decide(facts)
+        if assessment is not None:
+            assessment = dataclasses.replace(assessment, rules_version=self.rules_version)
+        context: Mapping[str, Any] = request["context"]
+        card_context = CardContext(context["patientId"], context.get("userId"), new_uuid, facts.ignored)
+        cards = cards_for(assessment, card_context)
+        return HookResult(service, request, assessment, cards, record.fetched)
