@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
@@ -20,7 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(load_settings())
     app.config.update(
-        CLOCK=lambda: datetime.now(timezone.utc).astimezone(),
+        CLOCK=lambda: datetime.now(UTC).astimezone(),
         NEW_UUID=lambda: str(uuid.uuid4()),
     )
     if test_config:

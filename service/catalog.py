@@ -49,14 +49,19 @@ def prefetch_templates(terminology: Terminology) -> dict[str, str]:
 
 def build_catalog(terminology: Terminology) -> dict[str, ServiceDefinition]:
     prefetch = prefetch_templates(terminology)
-    usage = ("Reads the patient's conditions, pain scores, exam/imaging findings, labs, medications, "
-             "encounters and allergies; fetches from fhirServer what is not prefetched.")
+    usage = (
+        "Reads the patient's conditions, pain scores, exam/imaging findings, labs, medications, "
+        "encounters and allergies; fetches from fhirServer what is not prefetched."
+    )
     services = [
         ServiceDefinition(
-            "vcf-patient-view", "patient-view", "Vertebral compression fracture: management",
+            "vcf-patient-view",
+            "patient-view",
+            "Vertebral compression fracture: management",
             "For a patient with an active vertebral compression fracture, recommends conservative care, "
             "vertebral augmentation or referral, with the criteria met, not met or unknown.",
-            prefetch, usage_requirements=usage,
+            prefetch,
+            usage_requirements=usage,
         ),
     ]
     return {s.id: s for s in services}

@@ -13,7 +13,9 @@ STATUS_MARK = {"met": "+", "not-met": "-", "unknown": "?"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vcf-cds", description="CDS Hooks service for vertebral compression fractures")
+    parser = argparse.ArgumentParser(
+        prog="vcf-cds", description="CDS Hooks service for vertebral compression fractures"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the production server (gunicorn)")
@@ -57,8 +59,14 @@ def run_replay(paths: Sequence[str], service: str | None, now: str | None, as_js
             continue
         failed += bool(outcome.problems)
         if as_json:
-            results.append({"file": str(path), "status": outcome.status, "response": outcome.body,
-                            "matched": None if not outcome.checked else not outcome.problems})
+            results.append(
+                {
+                    "file": str(path),
+                    "status": outcome.status,
+                    "response": outcome.body,
+                    "matched": None if not outcome.checked else not outcome.problems,
+                }
+            )
             continue
         verdict = "" if not outcome.checked else (" FAIL" if outcome.problems else " ok")
         print(f"[{n}/{len(files)}] {path}: HTTP {outcome.status}{verdict} ({outcome.seconds * 1000:.0f} ms)")
@@ -101,7 +109,7 @@ def check_mappings() -> int:
     for folder in folders:
         for path in sorted(folder.glob("*.json")):
             doc = orjson.loads(path.read_bytes())
-            model = {"ValueSet": ValueSet, "CodeSystem": CodeSystem}.get(doc.get("resourceType"))
+            model: Any = {"ValueSet": ValueSet, "CodeSystem": CodeSystem}.get(doc.get("resourceType"))
             if model is None:
                 continue
             count += 1
@@ -118,7 +126,10 @@ def check_mappings() -> int:
     shared = overlaps(terminology)
     for (system, code), ids in sorted(shared.items()):
         print(f"shared  {system}|{code}: {', '.join(ids)}")
-    print(f"{count} resources, {len(terminology.valuesets)} value sets, {errors} invalid, {len(shared)} codes in several value sets")
+    print(
+        f"{count} resources, {len(terminology.valuesets)} value sets, {errors} invalid, "
+        f"{len(shared)} codes in several value sets"
+    )
     return 1 if errors else 0
 
 

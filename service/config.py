@@ -31,8 +31,12 @@ def _bool(value: str) -> bool:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("DATABASE_URL", "sqlite:///vcf-cds.sqlite3", str,
-            "SQLAlchemy URL; SQLite file in the working directory by default, `postgresql://…` in production"),
+    Setting(
+        "DATABASE_URL",
+        "sqlite:///vcf-cds.sqlite3",
+        str,
+        "SQLAlchemy URL; SQLite file in the working directory by default, `postgresql://…` in production",
+    ),
     Setting("TRUSTED_ISSUERS", "", str, "path of the trusted-issuer JSON file (CDS Hooks JWT); empty = none"),
     Setting("AUTH", "on", str, "`off` accepts unauthenticated calls on any address (never in production)"),
     Setting("FHIR_ALLOWLIST", [], _list, "comma-separated URL prefixes a `fhirServer` must start with"),

@@ -16,14 +16,16 @@ def differences(cards: list[dict[str, Any]], expected: dict[str, Any]) -> list[s
     if len(cards) != len(want):
         got = [c.get("extension", {}).get(EXTENSION_KEY, {}).get("kind") for c in cards]
         problems.append(f"expected {len(want)} card(s) {[w.get('kind') for w in want]}, got {len(cards)} {got}")
-    for i, (card, exp) in enumerate(zip(cards, want)):
+    for i, (card, exp) in enumerate(zip(cards, want, strict=False)):
         ext = card.get("extension", {}).get(EXTENSION_KEY, {})
         actual = {**ext, "indicator": card.get("indicator")}
         for key in _EXACT:
             if key in exp and exp[key] != actual.get(key):
                 problems.append(f"card {i}: {key} expected {exp[key]!r}, got {actual.get(key)!r}")
         if "cautions" in exp and set(exp["cautions"]) != set(ext.get("cautions", [])):
-            problems.append(f"card {i}: cautions expected {sorted(exp['cautions'])}, got {sorted(ext.get('cautions', []))}")
+            problems.append(
+                f"card {i}: cautions expected {sorted(exp['cautions'])}, got {sorted(ext.get('cautions', []))}"
+            )
         statuses = {c["id"]: c["status"] for c in ext.get("criteria", [])}
         for cid, status in exp.get("criteria", {}).items():
             if statuses.get(cid) != status:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 _FHIR_DATETIME = re.compile(
@@ -25,7 +25,7 @@ def parse_fhir_datetime(value: Any, default_tz: tzinfo) -> tuple[datetime | None
         return None, False
     tz = default_tz
     if m["tz"] == "Z":
-        tz = timezone.utc
+        tz = UTC
     elif m["tz"]:
         sign = 1 if m["tz"][0] == "+" else -1
         hours, minutes = int(m["tz"][1:3]), int(m["tz"][4:6])
@@ -34,8 +34,13 @@ def parse_fhir_datetime(value: Any, default_tz: tzinfo) -> tuple[datetime | None
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         moment = datetime(
-            int(m["y"]), int(m["m"] or 1), int(m["d"] or 1),
-            int(m["H"] or 0), int(m["M"] or 0), min(int(m["S"] or 0), 59), tzinfo=tz,
+            int(m["y"]),
+            int(m["m"] or 1),
+            int(m["d"] or 1),
+            int(m["H"] or 0),
+            int(m["M"] or 0),
+            min(int(m["S"] or 0), 59),
+            tzinfo=tz,
         )
     except ValueError:  # 2024-02-30, hour 25…
         return None, False

@@ -83,8 +83,9 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
         elif isinstance(value, dict) and isinstance(value.get("resourceType"), str):
             found[key] = list(bundle_resources(value))
         else:
-            raise BadRequestError(f"prefetch.{key} must be a FHIR resource, a Bundle or null.",
-                                  expression=[f"prefetch.{key}"])
+            raise BadRequestError(
+                f"prefetch.{key} must be a FHIR resource, a Bundle or null.", expression=[f"prefetch.{key}"]
+            )
     if to_fetch:
         if fetch is None:
             failures.update({k: "it was not prefetched and this service has no FHIR-server access" for k in to_fetch})
@@ -98,8 +99,10 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
     if required_failures:
         raise PrefetchUnavailableError(
             "Required data is unavailable: "
-            + "; ".join(f"'{k}' ({service.prefetch[k].split('?')[0].split('/')[0]}): {v}"
-                        for k, v in sorted(required_failures.items())),
+            + "; ".join(
+                f"'{k}' ({service.prefetch[k].split('?')[0].split('/')[0]}): {v}"
+                for k, v in sorted(required_failures.items())
+            ),
             expression=[f"prefetch.{k}" for k in sorted(required_failures)],
         )
     patients = [r for r in found.get("patient", []) if r.get("resourceType") == "Patient"]
@@ -107,7 +110,8 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
         raise BadRequestError("prefetch.patient must be exactly one Patient resource.", expression=["prefetch.patient"])
     patient = patients[0]
     if isinstance(patient.get("id"), str) and patient["id"] != context["patientId"]:
-        raise BadRequestError("The prefetched Patient is not the patient of context.patientId.",
-                              expression=["prefetch.patient"])
+        raise BadRequestError(
+            "The prefetched Patient is not the patient of context.patientId.", expression=["prefetch.patient"]
+        )
     resources = [r for key, rs in found.items() if key != "patient" for r in rs]
     return Record(patient, resources, set(failures), sorted(to_fetch))

@@ -35,7 +35,8 @@ def init_app(app: Flask) -> None:
     def http_error(e: HTTPException) -> Response:
         status = e.code or 500
         code, text = _HTTP_ISSUES.get(status, ("exception", e.name))
-        headers = {"Allow": ", ".join(e.valid_methods)} if getattr(e, "valid_methods", None) else None
+        allowed = getattr(e, "valid_methods", None)
+        headers = {"Allow": ", ".join(allowed)} if allowed else None
         return outcome_response(status, operation_outcome(code, text), headers)
 
     @app.errorhandler(Exception)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -27,9 +27,20 @@ VCF_KINDS = {
     "vcf-neoplastic": "neoplastic",
 }
 CONDITION_CONCEPTS = frozenset(VCF_KINDS) | {
-    "osteoporosis", "kyphosis", "multiple-myeloma", "bone-metastasis", "vertebral-malignancy",
-    "neoplastic-fracture", "cancer", "red-flag", "spinal-infection", "sepsis", "pregnancy",
-    "bleeding-disorder", "anticoagulant", "osteoporosis-therapy",
+    "osteoporosis",
+    "kyphosis",
+    "multiple-myeloma",
+    "bone-metastasis",
+    "vertebral-malignancy",
+    "neoplastic-fracture",
+    "cancer",
+    "red-flag",
+    "spinal-infection",
+    "sepsis",
+    "pregnancy",
+    "bleeding-disorder",
+    "anticoagulant",
+    "osteoporosis-therapy",
 }
 MEDICATION_CONCEPTS = frozenset({"anticoagulant", "osteoporosis-therapy"})
 ALLERGY_CONCEPTS = frozenset({"cement-allergy", "contrast-allergy"})
@@ -72,7 +83,7 @@ def normalize(
     for resource in resources:
         if isinstance(resource, dict) and reader.belongs(resource):
             reader.read(resource)
-    birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or _utc())
+    birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or UTC)
     return Facts(
         now=now,
         birth_date=birth.date() if birth else None,
@@ -92,11 +103,11 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
     try:
         model = get_fhir_model_class(str(resource_type))
     except (KeyError, ValueError, AttributeError):
-        raise InvalidResourceError(f"{what} has unknown resourceType {str(resource_type)[:40]!r}")
+        raise InvalidResourceError(f"{what} has unknown resourceType {str(resource_type)[:40]!r}") from None
     try:
         model.model_validate(resource)
     except (ValidationError, ValueError, TypeError) as e:
-        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}")
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
 
 
 def _describe(error: Exception) -> str:
@@ -106,20 +117,14 @@ def _describe(error: Exception) -> str:
     return type(error).__name__
 
 
-def _utc() -> Any:
-    from datetime import timezone
-
-    return timezone.utc
-
-
 def _when_key(f: Finding) -> datetime:
-    return f.when or datetime.min.replace(tzinfo=_utc())
+    return f.when or datetime.min.replace(tzinfo=UTC)
 
 
 def _codes(concept: Any) -> set[str]:
     if not isinstance(concept, dict):
         return set()
-    return {c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)} - {None}
+    return {c["code"] for c in concept.get("coding") or [] if isinstance(c, dict) and isinstance(c.get("code"), str)}
 
 
 def _texts(concept: Any) -> list[Any]:
@@ -135,7 +140,7 @@ class _Reader:
     def __init__(self, terminology: Terminology, now: datetime, patient_id: str | None):
         self.t = terminology
         self.now = now
-        self.tz = now.tzinfo or _utc()
+        self.tz = now.tzinfo or UTC
         self.patient_id = patient_id
         self.fractures: list[Fracture] = []
         self.documented: dict[str, list[str]] = defaultdict(list)
@@ -214,13 +219,13 @@ class _Reader:
             if codes:
                 return "site:" + codes[0]
             if isinstance(site, dict) and isinstance(site.get("text"), str):
-                return "site:" + site["text"].strip().lower()
+                return "site:" + str(site["text"]).strip().lower()
         for coding in (c.get("code") or {}).get("coding") or []:
             if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
                 continue
             if self.t.canonical_system(str(coding.get("system", ""))) != ICD10_CM:
                 continue
-            dotless = coding["code"].upper().replace(".", "")
+            dotless = str(coding["code"]).upper().replace(".", "")
             # S22.0n / S32.0n: the 5th character names the level (0 = unspecified)
             if dotless[:4] in ("S220", "S320") and len(dotless) >= 5 and dotless[4] != "0":
                 return "icd:" + dotless[:5]

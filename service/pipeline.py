@@ -65,8 +65,9 @@ class Engine:
         service = self.service(service_id)
         request = load_request(body, service.hook)
         record = gather(request, service, fetch)
-        facts = normalize(record.patient, record.resources, terminology=self.terminology, now=now,
-                          unavailable=record.unavailable)
+        facts = normalize(
+            record.patient, record.resources, terminology=self.terminology, now=now, unavailable=record.unavailable
+        )
         assessment = decide(facts)
         if assessment is not None:
             assessment = dataclasses.replace(assessment, rules_version=self.rules_version)

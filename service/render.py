@@ -94,8 +94,15 @@ def override_reasons() -> list[dict[str, str]]:
     return [{"system": NON_ADHERENCE, "code": code, "display": display} for code, display in OVERRIDE_REASONS]
 
 
-def service_request(ctx: CardContext, text: str, *, reasons: Iterable[str], priority: str = "routine",
-                    code: dict[str, Any] | None = None, category: dict[str, Any] | None = None) -> dict[str, Any]:
+def service_request(
+    ctx: CardContext,
+    text: str,
+    *,
+    reasons: Iterable[str],
+    priority: str = "routine",
+    code: dict[str, Any] | None = None,
+    category: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A draft order the clinician can accept in one click."""
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
@@ -127,8 +134,12 @@ IMAGING = {"coding": [{"system": "http://snomed.info/sct", "code": "363679005", 
 
 def mri_suggestion(ctx: CardContext, a: Assessment) -> dict[str, Any]:
     text = "MRI thoracolumbar spine without contrast, with STIR, at the fracture level"
-    return suggestion(ctx, "Order MRI spine (STIR) to look for marrow edema",
-                      service_request(ctx, text, reasons=a.fracture_refs, category=IMAGING), False)
+    return suggestion(
+        ctx,
+        "Order MRI spine (STIR) to look for marrow edema",
+        service_request(ctx, text, reasons=a.fracture_refs, category=IMAGING),
+        False,
+    )
 
 
 def _suggestions(ctx: CardContext, a: Assessment) -> list[dict[str, Any]]:
@@ -142,8 +153,9 @@ def _suggestions(ctx: CardContext, a: Assessment) -> list[dict[str, Any]]:
         text = f"Referral for vertebral augmentation: {a.procedure and PROCEDURE_TEXT[a.procedure].split(' (')[0]}"
         if a.pathway == "neoplastic":
             text += ", coordinated with oncology/radiation oncology"
-        out.append(suggestion(ctx, "Refer for vertebral augmentation",
-                              service_request(ctx, text, reasons=reasons), True))
+        out.append(
+            suggestion(ctx, "Refer for vertebral augmentation", service_request(ctx, text, reasons=reasons), True)
+        )
     elif a.row == 9:
         text = "Referral to pain service for chronic vertebral fracture pain"
         out.append(suggestion(ctx, text, service_request(ctx, text, reasons=reasons), True))
@@ -188,13 +200,15 @@ def _source(topic_code: str, topic_display: str) -> dict[str, Any]:
 def _links() -> list[dict[str, str]]:
     return [
         {"label": "CMS LCD L38201: Percutaneous Vertebral Augmentation", "url": LCD_URL, "type": "absolute"},
-        {"label": "NICE TA279: Percutaneous vertebroplasty and balloon kyphoplasty", "url": NICE_URL,
-         "type": "absolute"},
+        {
+            "label": "NICE TA279: Percutaneous vertebroplasty and balloon kyphoplasty",
+            "url": NICE_URL,
+            "type": "absolute",
+        },
     ]
 
 
-def recommendation_card(a: Assessment, ctx: CardContext, kind: str = "recommendation",
-                        **extra: Any) -> dict[str, Any]:
+def recommendation_card(a: Assessment, ctx: CardContext, kind: str = "recommendation", **extra: Any) -> dict[str, Any]:
     card = {
         "uuid": ctx.new_uuid(),
         "summary": summary(a.headline),
@@ -218,24 +232,43 @@ def secondary_prevention_card(a: Assessment, ctx: CardContext) -> dict[str, Any]
     no_therapy = any(c.id == "osteoporosis_therapy" and c.status != "met" for c in sp.criteria)
     suggestions = []
     if no_dxa:
-        dxa_code = {"coding": [
-            {"system": "http://snomed.info/sct", "code": "312681000", "display": "Bone density scan"},
-            {"system": "http://www.ama-assn.org/go/cpt", "code": "77080",
-             "display": "DXA bone density study, axial skeleton"}], "text": "DXA bone density scan"}
-        suggestions.append(suggestion(ctx, "Order DXA bone density scan",
-                                      service_request(ctx, "DXA bone density scan", reasons=a.fracture_refs,
-                                                      code=dxa_code, category=IMAGING), True))
+        dxa_code = {
+            "coding": [
+                {"system": "http://snomed.info/sct", "code": "312681000", "display": "Bone density scan"},
+                {
+                    "system": "http://www.ama-assn.org/go/cpt",
+                    "code": "77080",
+                    "display": "DXA bone density study, axial skeleton",
+                },
+            ],
+            "text": "DXA bone density scan",
+        }
+        suggestions.append(
+            suggestion(
+                ctx,
+                "Order DXA bone density scan",
+                service_request(ctx, "DXA bone density scan", reasons=a.fracture_refs, code=dxa_code, category=IMAGING),
+                True,
+            )
+        )
     if no_therapy:
         text = "Osteoporosis treatment evaluation (fracture liaison / bone health service)"
-        suggestions.append(suggestion(ctx, "Refer for osteoporosis treatment",
-                                      service_request(ctx, text, reasons=a.fracture_refs), not no_dxa))
-    what = " and ".join(x for x, missing in (("no DXA in 2 years", no_dxa), ("no osteoporosis therapy", no_therapy)) if missing)
-    detail = "\n\n".join([
-        "**Fragility vertebral fracture: evaluate and treat osteoporosis** (IOF-2011: augmentation is no "
-        "substitute for it; Medicare LCDs require BMD referral and osteoporosis education).",
-        criteria_table(sp.criteria),
-        "_Decision support for the clinician, not a decision._",
-    ])
+        suggestions.append(
+            suggestion(
+                ctx, "Refer for osteoporosis treatment", service_request(ctx, text, reasons=a.fracture_refs), not no_dxa
+            )
+        )
+    what = " and ".join(
+        x for x, missing in (("no DXA in 2 years", no_dxa), ("no osteoporosis therapy", no_therapy)) if missing
+    )
+    detail = "\n\n".join(
+        [
+            "**Fragility vertebral fracture: evaluate and treat osteoporosis** (IOF-2011: augmentation is no "
+            "substitute for it; Medicare LCDs require BMD referral and osteoporosis education).",
+            criteria_table(sp.criteria),
+            "_Decision support for the clinician, not a decision._",
+        ]
+    )
     missing = tuple(c.fact for c in sp.criteria if c.status != "met")
     return {
         "uuid": ctx.new_uuid(),
@@ -247,8 +280,13 @@ def secondary_prevention_card(a: Assessment, ctx: CardContext) -> dict[str, Any]
         "selectionBehavior": "any",
         "overrideReasons": override_reasons(),
         "links": _links()[:1],
-        "extension": {EXTENSION_KEY: {**extension(a, "secondary-prevention", sp.criteria)[EXTENSION_KEY],
-                                      "cautions": [], "missing": list(missing)}},
+        "extension": {
+            EXTENSION_KEY: {
+                **extension(a, "secondary-prevention", sp.criteria)[EXTENSION_KEY],
+                "cautions": [],
+                "missing": list(missing),
+            }
+        },
     }
 
 

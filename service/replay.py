@@ -46,7 +46,9 @@ def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 def wrap_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
     """A bare Bundle (an EHR export) as a patient-view request with the record prefetched."""
-    resources = [e["resource"] for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    resources = [
+        e["resource"] for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if not patients:
         raise ValueError("the Bundle holds no Patient")
@@ -55,9 +57,9 @@ def wrap_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
     for key in dict.fromkeys(PREFETCH_KEYS.values()):
         prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
     for r in resources:
-        key = PREFETCH_KEYS.get(r.get("resourceType", ""))
-        if key:
-            prefetch[key]["entry"].append({"resource": r})
+        target = PREFETCH_KEYS.get(r.get("resourceType", ""))
+        if target:
+            prefetch[target]["entry"].append({"resource": r})
     return {
         "hook": "patient-view",
         "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"vcf-cds:{patient.get('id')}")),
@@ -93,11 +95,12 @@ def replay_file(app: Flask, path: Path, service: str | None, now: str | None) ->
         app.config["CLOCK"] = lambda: moment
     else:
         app.config["CLOCK"] = lambda: datetime.now().astimezone()
-    service_id = service or doc.get("service") or HOOK_SERVICES.get(str(request.get("hook")), "vcf-patient-view")
+    service_id: str = service or doc.get("service") or HOOK_SERVICES.get(str(request.get("hook")), "vcf-patient-view")
     started = time.perf_counter()
     response = app.test_client().post(f"/cds-services/{service_id}", json=request)
-    outcome = Outcome(path, response.status_code, response.get_json(silent=True) or {},
-                      seconds=time.perf_counter() - started)
+    outcome = Outcome(
+        path, response.status_code, response.get_json(silent=True) or {}, seconds=time.perf_counter() - started
+    )
     if expected is not None:
         outcome.checked = True
         want_status = expected.get("status", 200)

@@ -60,12 +60,13 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object (a CDS Hooks request).")
     try:
-        request = HookRequestSchema().load(body)
+        request: dict[str, Any] = HookRequestSchema().load(body)
     except ValidationError as e:
         raise _invalid(e, "") from None
     if request["hook"] != hook:
-        raise BadRequestError(f"This service answers the '{hook}' hook, not '{request['hook'][:60]}'.",
-                              expression=["hook"])
+        raise BadRequestError(
+            f"This service answers the '{hook}' hook, not '{request['hook'][:60]}'.", expression=["hook"]
+        )
     try:
         request["context"] = CONTEXT_SCHEMAS[hook]().load(request["context"])
     except ValidationError as e:
@@ -76,8 +77,10 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
 
 
 def _invalid(error: ValidationError, prefix: str) -> BadRequestError:
-    return BadRequestError("Invalid CDS Hooks request: " + _flatten(error.messages, prefix),
-                           expression=sorted(_paths(error.messages, prefix)))
+    return BadRequestError(
+        "Invalid CDS Hooks request: " + _flatten(error.messages, prefix),
+        expression=sorted(_paths(error.messages, prefix)),
+    )
 
 
 def _flatten(messages: Any, prefix: str) -> str:

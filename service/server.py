@@ -23,15 +23,17 @@ class Server(BaseApplication):  # type: ignore[misc]
 
 
 def run(host: str, port: int, workers: int, threads: int) -> int:
-    Server({
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
-        "graceful_timeout": 20,
-        "timeout": 30,
-        "accesslog": "-",
-        # no query strings, no bodies: request line without "?…" is %(U)s
-        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
-    }).run()
+    Server(
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread",
+            "graceful_timeout": 20,
+            "timeout": 30,
+            "accesslog": "-",
+            # no query strings, no bodies: request line without "?…" is %(U)s
+            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
+        }
+    ).run()
     return 0

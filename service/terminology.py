@@ -99,8 +99,7 @@ class Terminology:
         return frozenset(
             vs.id
             for vs in self.valuesets.values()
-            if vs.include.matches(system, dotted, dotless)
-            and not vs.exclude.matches(system, dotted, dotless)
+            if vs.include.matches(system, dotted, dotless) and not vs.exclude.matches(system, dotted, dotless)
         )
 
     def concepts_of(self, concept: Any) -> frozenset[str]:
@@ -189,8 +188,11 @@ def parse_valueset(resource: dict[str, Any], aliases: Mapping[str, str], source:
             if part == "include" and aliases.get(entry.get("system"), entry.get("system")) in _DRUG_SYSTEMS:
                 # drug ingredient names double as keywords: orders are coded as products, or as text
                 for c in entry.get("concept") or []:
-                    rules.keywords += [n for n in [c.get("display")] + [d.get("value") for d in
-                                       c.get("designation") or []] if isinstance(n, str) and n]
+                    rules.keywords += [
+                        n
+                        for n in [c.get("display")] + [d.get("value") for d in c.get("designation") or []]
+                        if isinstance(n, str) and n
+                    ]
     rules.keywords += [
         ext["valueString"]
         for ext in resource.get("extension") or []

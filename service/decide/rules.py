@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from ..facts import Facts, Finding, Reading, Refs
 from . import thresholds as T
 
 RULES_VERSION = "2026.11.1"
+
+Dated = TypeVar("Dated", Reading, Finding)
 
 Status = Literal["met", "not-met", "unknown"]
 
@@ -101,7 +103,7 @@ class Situation:
         return "late" if d <= T.CHRONIC.value else "chronic"
 
 
-def _latest(items: tuple[Reading, ...] | tuple[Finding, ...], now: datetime, max_days: float | None):
+def _latest(items: tuple[Dated, ...], now: datetime, max_days: float | None) -> Dated | None:
     """The newest item not in the future (1-day grace for clock skew), within ``max_days``."""
     for item in reversed(items):
         when = item.when
@@ -155,11 +157,15 @@ def situate(facts: Facts) -> Situation:
     findings = facts.findings
     pain_readings = facts.readings.get("pain", ())
     pain = _latest(pain_readings, now, T.PAIN_MAX_AGE.value)
-    worsening, worsening_refs = _worsening(tuple(r for r in pain_readings if r.when <= pain.when), pain) if pain else (None, ())
+    worsening, worsening_refs = (
+        _worsening(tuple(r for r in pain_readings if r.when <= pain.when), pain) if pain else (None, ())
+    )
     deficit = _latest(findings.get("neurologic-deficit", ()), now, None)
     red_flags = facts.refs("red-flag") + ((deficit.ref,) if deficit and deficit.present else ())
     kyphosis_finding = _latest(findings.get("kyphotic-deformity", ()), now, None)
-    kyphosis_refs = facts.refs("kyphosis") + ((kyphosis_finding.ref,) if kyphosis_finding and kyphosis_finding.present else ())
+    kyphosis_refs = facts.refs("kyphosis") + (
+        (kyphosis_finding.ref,) if kyphosis_finding and kyphosis_finding.present else ()
+    )
     kyphosis = True if kyphosis_refs else (kyphosis_finding.present if kyphosis_finding else None)
     hospitalised: bool | None = bool(facts.hospital_encounters)
     if not hospitalised and "encounters" in facts.unavailable:
@@ -211,47 +217,136 @@ def _band(name: str) -> Callable[[Situation], bool]:
 
 
 ROWS: tuple[Row, ...] = (
-    Row(1, "Red flag with the vertebral fracture: urgent spine surgery referral",
-        lambda s: bool(s.red_flags), "referral", _fixed("critical"), "spine-surgery"),
-    Row(2, "Spinal infection: refer; vertebral augmentation is contraindicated",
-        lambda s: bool(s.infection), "referral", _fixed("critical"), "infection"),
-    Row(3, "Possible malignant fracture: oncology work-up and biopsy before any augmentation",
-        lambda s: bool(s.malignancy), "referral", _fixed("critical"), "oncology"),
-    Row(4, "Traumatic vertebral fracture: spine surgery referral",
-        lambda s: s.pathway == "traumatic", "referral", _fixed("warning"), "spine-surgery"),
-    Row(5, "Pregnancy: conservative care; vertebral augmentation is contraindicated",
-        lambda s: bool(s.pregnancy), "conservative", _fixed("warning")),
-    Row(6, "Neoplastic fracture with SINS ≥ 7: spine surgery consultation for stability",
-        lambda s: s.pathway == "neoplastic" and _sins_at_least(s, T.SINS_SURGICAL), "referral",
-        lambda s: "critical" if _sins_at_least(s, T.SINS_UNSTABLE) else "warning", "spine-surgery"),
-    Row(7, "Painful neoplastic fracture: vertebral augmentation, coordinated with oncology",
+    Row(
+        1,
+        "Red flag with the vertebral fracture: urgent spine surgery referral",
+        lambda s: bool(s.red_flags),
+        "referral",
+        _fixed("critical"),
+        "spine-surgery",
+    ),
+    Row(
+        2,
+        "Spinal infection: refer; vertebral augmentation is contraindicated",
+        lambda s: bool(s.infection),
+        "referral",
+        _fixed("critical"),
+        "infection",
+    ),
+    Row(
+        3,
+        "Possible malignant fracture: oncology work-up and biopsy before any augmentation",
+        lambda s: bool(s.malignancy),
+        "referral",
+        _fixed("critical"),
+        "oncology",
+    ),
+    Row(
+        4,
+        "Traumatic vertebral fracture: spine surgery referral",
+        lambda s: s.pathway == "traumatic",
+        "referral",
+        _fixed("warning"),
+        "spine-surgery",
+    ),
+    Row(
+        5,
+        "Pregnancy: conservative care; vertebral augmentation is contraindicated",
+        lambda s: bool(s.pregnancy),
+        "conservative",
+        _fixed("warning"),
+    ),
+    Row(
+        6,
+        "Neoplastic fracture with SINS ≥ 7: spine surgery consultation for stability",
+        lambda s: s.pathway == "neoplastic" and _sins_at_least(s, T.SINS_SURGICAL),
+        "referral",
+        lambda s: "critical" if _sins_at_least(s, T.SINS_UNSTABLE) else "warning",
+        "spine-surgery",
+    ),
+    Row(
+        7,
+        "Painful neoplastic fracture: vertebral augmentation, coordinated with oncology",
         lambda s: s.pathway == "neoplastic" and s.pain_at_least(T.PAIN_MIN) is True,
-        "augmentation", _fixed("warning")),
-    Row(8, "Neoplastic fracture without significant pain: conservative care, reassess pain",
-        lambda s: s.pathway == "neoplastic", "conservative", _fixed("info")),
-    Row(9, "Chronic fracture (> 52 weeks): conservative or pain service; augmentation not indicated",
-        _band("chronic"), "conservative", _fixed("info")),
-    Row(10, "Early fracture, hospitalised with severe pain: early vertebral augmentation",
+        "augmentation",
+        _fixed("warning"),
+    ),
+    Row(
+        8,
+        "Neoplastic fracture without significant pain: conservative care, reassess pain",
+        lambda s: s.pathway == "neoplastic",
+        "conservative",
+        _fixed("info"),
+    ),
+    Row(
+        9,
+        "Chronic fracture (> 52 weeks): conservative or pain service; augmentation not indicated",
+        _band("chronic"),
+        "conservative",
+        _fixed("info"),
+    ),
+    Row(
+        10,
+        "Early fracture, hospitalised with severe pain: early vertebral augmentation",
         lambda s: _band("early")(s) and s.hospitalised is True and s.pain_at_least(T.PAIN_HOSPITALISED) is True,
-        "augmentation", _fixed("warning")),
-    Row(11, "Fracture under 3 weeks: conservative care (analgesia, brace, physiotherapy); reassess at 3 weeks",
-        _band("early"), "conservative", _fixed("info")),
-    Row(12, "Subacute fracture with severe or worsening pain: vertebral augmentation",
-        lambda s: _band("subacute")(s) and s.pain_at_least(T.PAIN_MIN) is True
-        and (s.worsening is True or s.pain_at_least(T.PAIN_SEVERE) is True or s.hospitalised is True),
-        "augmentation", _fixed("warning")),
-    Row(13, "Fracture of 3–6 weeks: continue conservative care; reassess",
-        _band("subacute"), "conservative", _fixed("info")),
-    Row(14, "Persistent painful fracture localised by exam or MRI: vertebral augmentation",
-        lambda s: _band("late")(s) and s.pain_at_least(T.PAIN_MIN) is True
-        and (_present(s.tenderness) is True or _present(s.edema) is True),
-        "augmentation", _fixed("warning")),
-    Row(15, "Pain not attributable to the fracture (no tenderness, no edema): conservative care",
-        lambda s: _band("late")(s) and s.pain_at_least(T.PAIN_MIN) is True
-        and _present(s.tenderness) is False and _present(s.edema) is False,
-        "conservative", _fixed("info")),
-    Row(16, "Conservative care; document what is missing before considering augmentation",
-        lambda s: True, "conservative", _fixed("info")),
+        "augmentation",
+        _fixed("warning"),
+    ),
+    Row(
+        11,
+        "Fracture under 3 weeks: conservative care (analgesia, brace, physiotherapy); reassess at 3 weeks",
+        _band("early"),
+        "conservative",
+        _fixed("info"),
+    ),
+    Row(
+        12,
+        "Subacute fracture with severe or worsening pain: vertebral augmentation",
+        lambda s: (
+            _band("subacute")(s)
+            and s.pain_at_least(T.PAIN_MIN) is True
+            and (s.worsening is True or s.pain_at_least(T.PAIN_SEVERE) is True or s.hospitalised is True)
+        ),
+        "augmentation",
+        _fixed("warning"),
+    ),
+    Row(
+        13,
+        "Fracture of 3–6 weeks: continue conservative care; reassess",
+        _band("subacute"),
+        "conservative",
+        _fixed("info"),
+    ),
+    Row(
+        14,
+        "Persistent painful fracture localised by exam or MRI: vertebral augmentation",
+        lambda s: (
+            _band("late")(s)
+            and s.pain_at_least(T.PAIN_MIN) is True
+            and (_present(s.tenderness) is True or _present(s.edema) is True)
+        ),
+        "augmentation",
+        _fixed("warning"),
+    ),
+    Row(
+        15,
+        "Pain not attributable to the fracture (no tenderness, no edema): conservative care",
+        lambda s: (
+            _band("late")(s)
+            and s.pain_at_least(T.PAIN_MIN) is True
+            and _present(s.tenderness) is False
+            and _present(s.edema) is False
+        ),
+        "conservative",
+        _fixed("info"),
+    ),
+    Row(
+        16,
+        "Conservative care; document what is missing before considering augmentation",
+        lambda s: True,
+        "conservative",
+        _fixed("info"),
+    ),
 )
 
 
@@ -279,15 +374,33 @@ def _criteria(s: Situation) -> list[Criterion]:
     pain_note = f"NRS {s.pain.value:g}" if s.pain else "no pain score in the last 30 days"
 
     def pain(id_: str, t: T.Threshold) -> Criterion:
-        return Criterion(id_, f"Pain NRS ≥ {t.value:g} (latest, ≤ 30 days)", _status(s.pain_at_least(t)),
-                         t.source, "pain_score", pain_refs, pain_note)
+        return Criterion(
+            id_,
+            f"Pain NRS ≥ {t.value:g} (latest, ≤ 30 days)",
+            _status(s.pain_at_least(t)),
+            t.source,
+            "pain_score",
+            pain_refs,
+            pain_note,
+        )
 
     age = s.fracture_age_days
     out = [
-        Criterion("active_vcf", "Active vertebral compression fracture documented", "met", "LCD-L38201",
-                  "vcf", tuple(x.ref for x in f.fractures)),
-        _absent("no_red_flags", "No red flags (cord compression, cauda equina, unstable fracture, deficit)",
-                s.red_flags, "ACR-AC", "red_flags"),
+        Criterion(
+            "active_vcf",
+            "Active vertebral compression fracture documented",
+            "met",
+            "LCD-L38201",
+            "vcf",
+            tuple(x.ref for x in f.fractures),
+        ),
+        _absent(
+            "no_red_flags",
+            "No red flags (cord compression, cauda equina, unstable fracture, deficit)",
+            s.red_flags,
+            "ACR-AC",
+            "red_flags",
+        ),
         _absent("no_spinal_infection", "No spinal infection or sepsis", s.infection, "ACR-AC", "infection"),
         _absent("no_suspected_malignancy", "No unexplained active cancer", s.malignancy, "NASS-AUC", "malignancy"),
         _absent("not_pregnant", "Not pregnant", s.pregnancy, "ACR-AC", "pregnancy"),
@@ -296,44 +409,83 @@ def _criteria(s: Situation) -> list[Criterion]:
         sins_value = s.sins.value if s.sins else None
         out += [
             pain("pain_nrs_5", T.PAIN_MIN),
-            Criterion("sins_below_7", "Spine stable: SINS < 7",
-                      _status(None if sins_value is None else sins_value < T.SINS_SURGICAL.value),
-                      T.SINS_SURGICAL.source, "sins", (s.sins.ref,) if s.sins else (),
-                      f"SINS {sins_value:g}" if sins_value is not None else ""),
+            Criterion(
+                "sins_below_7",
+                "Spine stable: SINS < 7",
+                _status(None if sins_value is None else sins_value < T.SINS_SURGICAL.value),
+                T.SINS_SURGICAL.source,
+                "sins",
+                (s.sins.ref,) if s.sins else (),
+                f"SINS {sins_value:g}" if sins_value is not None else "",
+            ),
         ]
         return out
     age_note = f"{age} days ({age / 7:.0f} weeks)" if age is not None else "no onset date"
     out += [
-        Criterion("fracture_not_chronic", "Fracture ≤ 52 weeks old (not healed)",
-                  _status(None if age is None else age <= T.CHRONIC.value), T.CHRONIC.source,
-                  "fracture_onset", tuple(x.ref for x in f.fractures), age_note),
-        Criterion("conservative_trial_3_weeks", "3 weeks of conservative care have passed",
-                  _status(None if age is None else age >= T.CONSERVATIVE_TRIAL.value),
-                  T.CONSERVATIVE_TRIAL.source, "fracture_onset", (), age_note),
+        Criterion(
+            "fracture_not_chronic",
+            "Fracture ≤ 52 weeks old (not healed)",
+            _status(None if age is None else age <= T.CHRONIC.value),
+            T.CHRONIC.source,
+            "fracture_onset",
+            tuple(x.ref for x in f.fractures),
+            age_note,
+        ),
+        Criterion(
+            "conservative_trial_3_weeks",
+            "3 weeks of conservative care have passed",
+            _status(None if age is None else age >= T.CONSERVATIVE_TRIAL.value),
+            T.CONSERVATIVE_TRIAL.source,
+            "fracture_onset",
+            (),
+            age_note,
+        ),
     ]
     band = s.band()
-    hosp = Criterion("hospitalised", "Hospitalised (in-progress inpatient/emergency encounter)",
-                     _status(s.hospitalised), T.PAIN_HOSPITALISED.source, "hospitalisation",
-                     s.facts.hospital_encounters)
+    hosp = Criterion(
+        "hospitalised",
+        "Hospitalised (in-progress inpatient/emergency encounter)",
+        _status(s.hospitalised),
+        T.PAIN_HOSPITALISED.source,
+        "hospitalisation",
+        s.facts.hospital_encounters,
+    )
     if band == "early":
-        both = None if s.hospitalised is None else (
-            False if not s.hospitalised else s.pain_at_least(T.PAIN_HOSPITALISED))
-        out.append(Criterion("hospitalised_nrs_8", "Hospitalised with pain NRS ≥ 8", _status(both),
-                             T.PAIN_HOSPITALISED.source,
-                             "hospitalisation" if s.hospitalised is None else "pain_score",
-                             s.facts.hospital_encounters + pain_refs, pain_note))
+        out += [pain("pain_nrs_5", T.PAIN_MIN), pain("pain_nrs_7", T.PAIN_SEVERE), hosp]
+        both = (
+            None if s.hospitalised is None else (False if not s.hospitalised else s.pain_at_least(T.PAIN_HOSPITALISED))
+        )
+        out.append(
+            Criterion(
+                "hospitalised_nrs_8",
+                "Hospitalised with pain NRS ≥ 8",
+                _status(both),
+                T.PAIN_HOSPITALISED.source,
+                "hospitalisation" if s.hospitalised is None else "pain_score",
+                s.facts.hospital_encounters + pain_refs,
+                pain_note,
+            )
+        )
     elif band == "subacute":
         out += [
             pain("pain_nrs_5", T.PAIN_MIN),
-            Criterion("pain_worsening", "Pain worsening (≥ 1 point over ≥ 7 days)", _status(s.worsening),
-                      T.WORSENING_RISE.source, "pain_trend", s.worsening_refs),
+            Criterion(
+                "pain_worsening",
+                "Pain worsening (≥ 1 point over ≥ 7 days)",
+                _status(s.worsening),
+                T.WORSENING_RISE.source,
+                "pain_trend",
+                s.worsening_refs,
+            ),
             pain("pain_nrs_7", T.PAIN_SEVERE),
             hosp,
         ]
     elif band in ("late", None):
         out += [
             pain("pain_nrs_5", T.PAIN_MIN),
-            _finding_criterion("point_tenderness", "Point tenderness at the fracture level", s.tenderness, "PARMAR-2019"),
+            _finding_criterion(
+                "point_tenderness", "Point tenderness at the fracture level", s.tenderness, "PARMAR-2019"
+            ),
             _finding_criterion("marrow_edema", "MRI (STIR) marrow edema at the fracture level", s.edema, "NICE-TA279"),
         ]
     return out
@@ -349,16 +501,32 @@ def _cautions(s: Situation) -> tuple[list[Caution], list[str]]:
     if inr is None:
         missing.append("inr")
     elif inr.value > T.INR_MAX.value:
-        out.append(Caution("inr_above_1_5", f"INR {inr.value:g}: correct to ≤ {T.INR_MAX.value:g} first",
-                           T.INR_MAX.source, (inr.ref,)))
+        out.append(
+            Caution(
+                "inr_above_1_5",
+                f"INR {inr.value:g}: correct to ≤ {T.INR_MAX.value:g} first",
+                T.INR_MAX.source,
+                (inr.ref,),
+            )
+        )
     if platelets is None:
         missing.append("platelets")
     elif platelets.value < T.PLATELETS_MIN.value:
-        out.append(Caution("platelets_below_50",
-                           f"Platelets {platelets.value:g} × 10^9/L: correct to ≥ {T.PLATELETS_MIN.value:g} first",
-                           T.PLATELETS_MIN.source, (platelets.ref,)))
+        out.append(
+            Caution(
+                "platelets_below_50",
+                f"Platelets {platelets.value:g} × 10^9/L: correct to ≥ {T.PLATELETS_MIN.value:g} first",
+                T.PLATELETS_MIN.source,
+                (platelets.ref,),
+            )
+        )
     for concept, id_, text, source in (
-        ("anticoagulant", "anticoagulant_active", "Active anticoagulant/antiplatelet: plan a peri-procedural hold", "SIR-2019"),
+        (
+            "anticoagulant",
+            "anticoagulant_active",
+            "Active anticoagulant/antiplatelet: plan a peri-procedural hold",
+            "SIR-2019",
+        ),
         ("bleeding-disorder", "bleeding_disorder", "Bleeding disorder documented", "SIR-2019"),
         ("cement-allergy", "cement_allergy", "Allergy to PMMA / bone cement", "ACR-AC"),
         ("contrast-allergy", "contrast_allergy", "Allergy to iodinated contrast", "ACR-AC"),
@@ -367,12 +535,19 @@ def _cautions(s: Situation) -> tuple[list[Caution], list[str]]:
             out.append(Caution(id_, text, source, f.refs(concept)))
     levels = _level_count(f)
     if levels > T.MAX_LEVELS.value:
-        out.append(Caution("more_than_3_levels", f"{levels} fractured levels", T.MAX_LEVELS.source,
-                           tuple(x.ref for x in f.fractures)))
+        out.append(
+            Caution(
+                "more_than_3_levels",
+                f"{levels} fractured levels",
+                T.MAX_LEVELS.source,
+                tuple(x.ref for x in f.fractures),
+            )
+        )
     h = s.height_loss
     if h is not None and h.value is not None and h.value > T.VERTEBRA_PLANA.value:
-        out.append(Caution("vertebra_plana", f"Height loss {h.value:g} % (vertebra plana)",
-                           T.VERTEBRA_PLANA.source, (h.ref,)))
+        out.append(
+            Caution("vertebra_plana", f"Height loss {h.value:g} % (vertebra plana)", T.VERTEBRA_PLANA.source, (h.ref,))
+        )
     return out, missing
 
 
@@ -397,11 +572,23 @@ def _secondary_prevention(s: Situation) -> SecondaryPrevention | None:
     if dxa and therapy:
         return None
     criteria = (
-        Criterion("dxa_within_2_years", "Bone density (DXA T-score) within 2 years", _status(dxa is not None),
-                  T.DXA_MAX_AGE.source, "dxa", (dxa.ref,) if dxa else (),
-                  f"T-score {dxa.value:g}" if dxa else ""),
-        Criterion("osteoporosis_therapy", "Current osteoporosis therapy", _status(bool(therapy)),
-                  "IOF-2011", "osteoporosis_therapy", therapy),
+        Criterion(
+            "dxa_within_2_years",
+            "Bone density (DXA T-score) within 2 years",
+            _status(dxa is not None),
+            T.DXA_MAX_AGE.source,
+            "dxa",
+            (dxa.ref,) if dxa else (),
+            f"T-score {dxa.value:g}" if dxa else "",
+        ),
+        Criterion(
+            "osteoporosis_therapy",
+            "Current osteoporosis therapy",
+            _status(bool(therapy)),
+            "IOF-2011",
+            "osteoporosis_therapy",
+            therapy,
+        ),
     )
     return SecondaryPrevention("info" if therapy else "warning", criteria)
 
@@ -420,8 +607,10 @@ def decide(facts: Facts) -> Assessment | None:
     if augmentation:
         missing += unknown_labs + sorted(k for k in facts.unavailable if k != "encounters")
         if s.fracture_age_days is not None and s.fracture_age_days > T.LCD_ACUTE.value:
-            notes.append("The fracture is older than 12 weeks: Medicare LCDs cover acute/subacute fractures "
-                         "only; the decision is the specialist's.")
+            notes.append(
+                "The fracture is older than 12 weeks: Medicare LCDs cover acute/subacute fractures "
+                "only; the decision is the specialist's."
+            )
     if s.onset_estimated:
         notes.append("Fracture onset is estimated (from the date recorded or a partial date).")
     return Assessment(

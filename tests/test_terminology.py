@@ -1,0 +1,85 @@
+"""Value sets as data: every file valid FHIR, cited, and matched the way EHRs code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.valueset import ValueSet
+
+from service.terminology import Terminology, load_terminology, shipped_mappings_dir
+
+MAPPINGS = sorted(shipped_mappings_dir().glob("*.json"))
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+@pytest.fixture(scope="module")
+def t() -> Terminology:
+    return load_terminology()
+
+
+@pytest.mark.parametrize("path", [p for p in MAPPINGS if p.name != "systems.json"], ids=lambda p: p.name)
+def test_every_mapping_file_is_valid_fhir_and_cites_its_source(path: Path) -> None:
+    doc = orjson.loads(path.read_bytes())
+    model = {"ValueSet": ValueSet, "CodeSystem": CodeSystem}[doc["resourceType"]]
+    model.model_validate(doc)
+    assert doc["url"].startswith("http://vcf-cds.org/fhir/")
+    assert len(doc.get("description", "")) > 20, "each value set says what it is for and where its codes come from"
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "concept", "expected"),
+    [
+        (ICD, "M80.08XA", "vcf-osteoporotic", True),  # hierarchy: M80.08 covers M80.08XA
+        (ICD, "m8008xa", "vcf-osteoporotic", True),  # no dot, lower case
+        ("http://hl7.org/fhir/sid/icd-10", "M80.08XA", "vcf-osteoporotic", True),  # the other ICD-10 URI
+        ("urn:oid:2.16.840.1.113883.6.90", "S32.010A", "vcf-traumatic", True),  # Epic's OID form
+        (ICD, "S22.082A", "red-flag", True),  # unstable burst fracture
+        (ICD, "S22.081A", "red-flag", False),  # stable burst: not a red flag
+        (ICD, "D68.0", "bleeding-disorder", True),
+        (ICD, "D68.51", "bleeding-disorder", False),  # thrombophilia, not bleeding
+        (ICD, "D68.62", "bleeding-disorder", False),
+        (ICD, "D69.6", "bleeding-disorder", True),
+        (ICD, "M81.9", "osteoporosis", False),  # not a code
+        ("http://snomed.info/sct", "443165006", "vcf-osteoporotic", False),  # no site: not vertebral
+        ("http://snomed.info/sct", "15724005", "vcf-unspecified", True),  # Synthea's vertebral fracture
+        (ICD, "C90.00", "multiple-myeloma", True),
+        (ICD, "C44.91", "cancer", False),  # non-melanoma skin cancer
+        (ICD, "O90.89", "pregnancy", False),  # puerperium
+        (ICD, "Z33.1", "pregnancy", True),
+        ("http://loinc.org", "72514-3", "pain-nrs", True),
+        ("http://www.ama-assn.org/go/cpt", "22513", "vertebral-augmentation-procedure", True),
+    ],
+)
+def test_codes_map_to_concepts(t: Terminology, system: str, code: str, concept: str, expected: bool) -> None:
+    assert (concept in t.concepts_of_coding(system, code)) is expected
+
+
+def test_every_coding_is_read_not_only_the_first(t: Terminology) -> None:
+    epic_style = {
+        "coding": [{"system": "http://www.imohealth.com/codes", "code": "1234"}, {"system": ICD, "code": "M80.08XA"}]
+    }
+    assert "vcf-osteoporotic" in t.concepts_of(epic_style)
+
+
+def test_drug_names_match_product_text(t: Terminology) -> None:
+    assert "anticoagulant" in t.concepts_in_text("Warfarin Sodium 5 MG Oral Tablet")
+    assert "osteoporosis-therapy" in t.concepts_in_text("Alendronic acid 10 MG [Fosamax]")
+    assert not t.concepts_in_text("Acetaminophen 325 MG Oral Tablet")
+
+
+def test_site_mappings_merge_over_shipped(tmp_path: Path) -> None:
+    site = {
+        "resourceType": "ValueSet",
+        "id": "site-pain",
+        "url": "http://vcf-cds.org/fhir/ValueSet/pain-nrs",
+        "status": "active",
+        "compose": {"include": [{"system": "urn:epic:flowsheet", "concept": [{"code": "1234"}]}]},
+    }
+    (tmp_path / "site.json").write_bytes(orjson.dumps(site))
+    t = load_terminology(tmp_path)
+    assert "pain-nrs" in t.concepts_of_coding("urn:epic:flowsheet", "1234")
+    assert "pain-nrs" in t.concepts_of_coding("http://loinc.org", "72514-3")  # shipped codes kept
+    assert t.digest != load_terminology().digest  # the rules version names the site mappings
