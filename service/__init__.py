@@ -32,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from . import api, http_errors
 
-    http_errors.init_app(app)
-    app.register_blueprint(api.bp)
+    # each part attaches itself (Flask's init_app pattern); order matters for request hooks
+    for part in (http_errors, api):
+        part.init_app(app)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from .errors import BadRequestError, UnsupportedMediaTypeError
 from .pipeline import Engine
@@ -33,6 +33,10 @@ def read_json_body() -> Any:
         return orjson.loads(raw)  # orjson bounds nesting depth (1024) and rejects invalid UTF-8
     except orjson.JSONDecodeError as e:
         raise BadRequestError(f"The request body is not valid JSON: {str(e).split(':')[0]}.") from None
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
 
 
 @bp.get("/cds-services")
