@@ -17,7 +17,8 @@ from service.pipeline import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-CONFORMANCE = SHARED / "conformance" / "cds-hooks"
+# vendored copy of ../shared/conformance/cds-hooks (sources and licences in its README.md)
+CONFORMANCE = ROOT / "tests" / "data" / "cds-hooks"
 # A non-UTC offset catches code that mixes naive and aware times or assumes UTC
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
 
