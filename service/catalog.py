@@ -63,5 +63,17 @@ def build_catalog(terminology: Terminology) -> dict[str, ServiceDefinition]:
             prefetch,
             usage_requirements=usage,
         ),
+        *(
+            ServiceDefinition(
+                f"vcf-{hook}",
+                hook,
+                f"Vertebral augmentation order check ({hook})",
+                "When a vertebroplasty or kyphoplasty is ordered (CPT 22510-22515, ICD-10-PCS 0PU43JZ/0QU03JZ), "
+                "checks the order against the selection criteria and proposes the recommended alternative.",
+                prefetch,
+                usage_requirements=usage,
+            )
+            for hook in ("order-select", "order-sign")
+        ),
     ]
     return {s.id: s for s in services}

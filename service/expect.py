@@ -6,7 +6,7 @@ from typing import Any
 
 from .render import EXTENSION_KEY
 
-_EXACT = ("kind", "indicator", "recommendation", "referral", "pathway", "procedure")
+_EXACT = ("kind", "indicator", "recommendation", "referral", "pathway", "procedure", "orderAppropriate")
 
 
 def differences(cards: list[dict[str, Any]], expected: dict[str, Any]) -> list[str]:

@@ -18,7 +18,9 @@ from .decide import RULES_VERSION, Assessment, decide
 from .errors import NotFoundError
 from .gather import Fetcher, gather
 from .normalize import normalize
+from .orders import DraftOrder, augmentation_orders
 from .render import CardContext, cards_for
+from .render_orders import order_check_card
 from .schemas import load_request
 from .terminology import Terminology, load_terminology
 
@@ -64,6 +66,12 @@ class Engine:
     ) -> HookResult:
         service = self.service(service_id)
         request = load_request(body, service.hook)
+        context: Mapping[str, Any] = request["context"]
+        orders: list[DraftOrder] = []
+        if service.hook != "patient-view":
+            orders = augmentation_orders(context, service.hook, self.terminology)
+            if not orders:  # an order for anything else: nothing to say, nothing to fetch
+                return HookResult(service, request, None, [], [])
         record = gather(request, service, fetch)
         facts = normalize(
             record.patient, record.resources, terminology=self.terminology, now=now, unavailable=record.unavailable
@@ -71,7 +79,9 @@ class Engine:
         assessment = decide(facts)
         if assessment is not None:
             assessment = dataclasses.replace(assessment, rules_version=self.rules_version)
-        context: Mapping[str, Any] = request["context"]
         card_context = CardContext(context["patientId"], context.get("userId"), new_uuid, facts.ignored)
-        cards = cards_for(assessment, card_context)
+        if service.hook == "patient-view":
+            cards = cards_for(assessment, card_context)
+        else:
+            cards = [order_check_card(assessment, orders, card_context)]
         return HookResult(service, request, assessment, cards, record.fetched)

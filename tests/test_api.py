@@ -6,8 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from builders import ICD10CM, bundle, condition, pain, request, vcf_extension
 from flask.testing import FlaskClient
+
+from builders import ICD10CM, bundle, condition, pain, request, vcf_extension
 
 CDS_HOOKS_TOKEN = re.compile(r"\{\{([^}]*)\}\}")
 VALID_TOKENS = {

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cds_rules import card_problems, response_problems
 from flask import Flask
-from test_fixtures import FIXTURES
 
 from service.replay import expand, replay_file
+
+from cds_rules import card_problems, response_problems
+from test_fixtures import FIXTURES
 
 ALL = list(expand([FIXTURES]))
 

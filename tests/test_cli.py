@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_fixtures import FIXTURES
 
 from service.cli import main
+
+from test_fixtures import FIXTURES
 
 ROW14 = next((FIXTURES / "patient-view").glob("27-*.json"))
 

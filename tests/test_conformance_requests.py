@@ -7,9 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
+from flask.testing import FlaskClient
+
 from cds_rules import response_problems
 from conftest import CONFORMANCE
-from flask.testing import FlaskClient
 
 HOOK_SERVICES = {"patient-view": "vcf-patient-view", "order-select": "vcf-order-select", "order-sign": "vcf-order-sign"}
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import ROOT
 from flask.testing import FlaskClient
 
 from service.config import PREFIX, SETTINGS
+
+from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 

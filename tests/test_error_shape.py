@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from builders import ICD10CM, condition, request
 from flask.testing import FlaskClient
+
+from builders import ICD10CM, condition, request
 
 
 def _412(client: FlaskClient) -> Any:
