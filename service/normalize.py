@@ -241,13 +241,10 @@ class _Reader:
             return
         ref = self.ref(o)
         for concept in concepts:
-            if concept == "hcg":
-                if self._present(o) is True:
-                    self.documented["pregnancy"].append(ref)
-            elif concept in FINDING_CONCEPTS:
+            if concept in FINDING_CONCEPTS or concept == "hcg":
                 finding = Finding(ref, when, present=self._present(o), value=_number(o))
                 if finding.present is not None or finding.value is not None:
-                    self.findings[FINDING_CONCEPTS[concept]].append(finding)
+                    self.findings[FINDING_CONCEPTS.get(concept, concept)].append(finding)
             else:
                 value = _scaled(concept, o)
                 if value is not None:

@@ -148,6 +148,12 @@ def _worsening(pain: tuple[Reading, ...], latest: Reading | None) -> tuple[bool 
     return None, ()
 
 
+def _positive_pregnancy_test(facts: Facts) -> Refs:
+    """The latest hCG result, if positive and recent; a later negative test overrides an older positive."""
+    test = _latest(facts.findings.get("hcg", ()), facts.now, T.PREGNANCY_TEST_MAX_AGE.value)
+    return (test.ref,) if test and test.present else ()
+
+
 def situate(facts: Facts) -> Situation:
     now = facts.now
     age = _age_years(facts)
@@ -179,7 +185,7 @@ def situate(facts: Facts) -> Situation:
         red_flags=red_flags,
         infection=facts.refs("spinal-infection", "sepsis"),
         malignancy=facts.refs("cancer") if pathway != "neoplastic" else (),
-        pregnancy=facts.refs("pregnancy"),
+        pregnancy=facts.refs("pregnancy") + _positive_pregnancy_test(facts),
         pain=pain,
         worsening=worsening,
         worsening_refs=worsening_refs,

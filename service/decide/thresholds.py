@@ -32,4 +32,5 @@ KYPHOPLASTY_HEIGHT_LOSS = Threshold(25, "%", "CLINIC-SEED", "> 25 % height loss:
 SINS_SURGICAL = Threshold(7, "SINS", "NASS-AUC", "SINS ≥ 7: surgical consultation")
 SINS_UNSTABLE = Threshold(13, "SINS", "NASS-AUC", "SINS ≥ 13: unstable")
 OSTEOPOROTIC_AGE = Threshold(50, "years", "IOF-2011", "a low-trauma vertebral fracture at ≥ 50 is a fragility fracture")
+PREGNANCY_TEST_MAX_AGE = Threshold(280, "days", "ACR-AC", "a positive hCG counts for the length of a pregnancy")
 DXA_MAX_AGE = Threshold(730, "days", "IOF-2011", "bone density measured within 2 years")
