@@ -65,6 +65,8 @@ class Engine:
         service = self.service(service_id)
         request = load_request(body, service.hook)
         record = gather(request, service, fetch)
+        # The FHIR token served gather only; nothing downstream (results, audit, logs) may hold it
+        request.pop("fhirAuthorization", None)
         facts = normalize(
             record.patient, record.resources, terminology=self.terminology, now=now, unavailable=record.unavailable
         )
