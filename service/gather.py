@@ -1,8 +1,10 @@
 """Gather the patient's record: prefetch first (CDS Hooks 2.0 semantics), then the FHIR server.
 
 Per key: present → used; ``null`` → no data; missing or an ``OperationOutcome`` → fetched with the
-same query from ``fhirServer`` when a fetcher is given. Required data still unavailable → 412;
-optional data unavailable → its criteria stay unknown.
+same query from ``fhirServer`` when a fetcher is given (service/fhirclient.py). A prefetched Bundle
+with a ``next`` link (CDS Hooks 3.0 paginated prefetch) is completed through the fetcher too: a page
+alone is partial data, and partial data would read as "not documented". Required data still
+unavailable → 412; optional data unavailable → its criteria stay unknown.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 from .catalog import ServiceDefinition
 from .errors import BadRequestError, PrefetchUnavailableError
 
-# A fetcher gets {key: relative FHIR query} and answers {key: resources, or a FetchFailure}
+# A fetcher gets the request and {key: relative FHIR query, or the absolute `next` URL of a prefetched
+# page} and answers {key: resources, or a FetchFailure} for every key it was given
 Fetcher = Callable[[Mapping[str, Any], Mapping[str, str]], Mapping[str, "list[dict[str, Any]] | FetchFailure"]]
 
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
@@ -64,11 +67,20 @@ def bundle_resources(value: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             yield resource
 
 
+def next_link(bundle: Mapping[str, Any]) -> str | None:
+    """The URL of a Bundle's ``next`` link, if any."""
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
 def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetcher | None = None) -> Record:
     prefetch = request.get("prefetch") or {}
     context = request["context"]
     found: dict[str, list[dict[str, Any]]] = {}
     to_fetch: dict[str, str] = {}
+    first_pages: dict[str, list[dict[str, Any]]] = {}
     failures: dict[str, str] = {}
     for key, template in service.prefetch.items():
         value = prefetch.get(key, ...)
@@ -81,7 +93,12 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
             else:
                 to_fetch[key] = query
         elif isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-            found[key] = list(bundle_resources(value))
+            resources = list(bundle_resources(value))
+            more = next_link(value) if value["resourceType"] == "Bundle" else None
+            if more:
+                first_pages[key], to_fetch[key] = resources, more
+            else:
+                found[key] = resources
         else:
             raise BadRequestError(
                 f"prefetch.{key} must be a FHIR resource, a Bundle or null.", expression=[f"prefetch.{key}"]
@@ -90,11 +107,13 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
         if fetch is None:
             failures.update({k: "it was not prefetched and this service has no FHIR-server access" for k in to_fetch})
         else:
-            for key, result in fetch(request, to_fetch).items():
+            results = fetch(request, to_fetch)
+            for key in to_fetch:
+                result = results.get(key, FetchFailure("the FHIR client gave no answer for it"))
                 if isinstance(result, FetchFailure):
                     failures[key] = result.reason
                 else:
-                    found[key] = result
+                    found[key] = first_pages.get(key, []) + result
     required_failures = {k: v for k, v in failures.items() if k in service.required}
     if required_failures:
         raise PrefetchUnavailableError(

@@ -73,6 +73,8 @@ class Engine:
             if not orders:  # an order for anything else: nothing to say, nothing to fetch
                 return HookResult(service, request, None, [], [])
         record = gather(request, service, fetch)
+        # The FHIR token served gather only; nothing downstream (results, audit, logs) may hold it
+        request.pop("fhirAuthorization", None)
         facts = normalize(
             record.patient, record.resources, terminology=self.terminology, now=now, unavailable=record.unavailable
         )

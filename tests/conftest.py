@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import os
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -21,6 +24,21 @@ SHARED = ROOT.parent / "shared"
 CONFORMANCE = ROOT / "tests" / "data" / "cds-hooks"
 # A non-UTC offset catches code that mixes naive and aware times or assumes UTC
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
+
+
+@pytest.fixture(autouse=True)
+def fhir_mock() -> Iterator[responses.RequestsMock]:
+    """Every test runs with ``requests`` mocked: an unregistered URL fails as a connection error.
+
+    Requests in tests carry fhirServer URLs of real hosts (the conformance corpus); none may be
+    contacted. Loopback passes through, for the integration test's own FHIR server, and so does the
+    server ``FHIR_IT_BASE`` names (tests/test_fhir_integration.py).
+    """
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(re.compile(r"http://127\.0\.0\.1[:/]"))
+        if os.environ.get("FHIR_IT_BASE"):
+            mock.add_passthru(os.environ["FHIR_IT_BASE"])
+        yield mock
 
 
 @pytest.fixture(scope="session")

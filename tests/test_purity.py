@@ -69,3 +69,12 @@ def test_rules_read_no_clock_and_make_no_ids() -> None:
 def test_the_walk_would_catch_a_violation() -> None:
     # the API layer does reach Flask: the same walk must say so
     assert any(m.startswith("flask") for m in reachable("service.api"))
+
+
+def test_only_the_fhir_client_imports_requests() -> None:
+    importers = sorted(
+        str(path.relative_to(SERVICE))
+        for path in SERVICE.rglob("*.py")
+        if any(m == "requests" or m.startswith("requests.") for m in imports_of(path, "service"))
+    )
+    assert importers == ["fhirclient.py"]
