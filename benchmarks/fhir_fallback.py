@@ -31,10 +31,10 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from builders import ICD10CM, condition, pain, patient, request  # noqa: E402
-
 from service import create_app  # noqa: E402
 from service.fhirclient import FhirClient  # noqa: E402
+
+from builders import ICD10CM, condition, pain, patient, request  # noqa: E402
 
 DELAY = 0.100
 SEARCHES = 3

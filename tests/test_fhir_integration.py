@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import bundle
-from cds_rules import response_problems
-from conftest import NOW, SHARED
 from flask.testing import FlaskClient
-from test_fixtures import FIXTURES
 
 from service import create_app
 from service.fhirclient import FhirClient, Limits
 from service.normalize import OBSERVATION_CONCEPTS
+
+from builders import bundle
+from cds_rules import response_problems
+from conftest import NOW, SHARED
+from test_fixtures import FIXTURES
 
 TOKEN = os.environ.get("FHIR_IT_TOKEN", "vcf-cds-integration-token")
 EXTERNAL = os.environ.get("FHIR_IT_BASE", "").rstrip("/")

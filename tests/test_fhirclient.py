@@ -15,14 +15,15 @@ import orjson
 import pytest
 import requests
 import responses
-from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
-from conftest import NOW
 from flask.testing import FlaskClient
 
 from service import create_app
 from service.errors import PrefetchUnavailableError
 from service.fhirclient import FhirClient, Limits, server_allowed
 from service.gather import FetchFailure
+
+from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
+from conftest import NOW
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "at-5ecret-Token-value"
