@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +21,13 @@ SHARED = ROOT.parent / "shared"
 CONFORMANCE = SHARED / "conformance" / "cds-hooks"
 # A non-UTC offset catches code that mixes naive and aware times or assumes UTC
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the developer's own VCF_CDS_* settings (trusted issuers, CORS...) must not leak into tests
+    for name in [n for n in os.environ if n.startswith("VCF_CDS_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")
