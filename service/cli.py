@@ -46,7 +46,8 @@ def run_replay(paths: Sequence[str], service: str | None, now: str | None, as_js
     from . import create_app
     from .replay import expand, replay_file
 
-    app = create_app({"DATABASE_URL": "sqlite://"})
+    # in-process, never on the network: the caller is the local user, not an EHR
+    app = create_app({"DATABASE_URL": "sqlite://", "AUTH": "off"})
     failed = 0
     results: list[dict[str, Any]] = []
     files = list(expand(paths))

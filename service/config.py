@@ -7,6 +7,7 @@ Every setting is declared once here, with its default and meaning; the README do
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,21 @@ def _bool(value: str) -> bool:
     return value.strip().lower() not in ("", "0", "off", "false", "no")
 
 
+def _on_off(value: str) -> str:
+    # a typo ("of", "disabled") must not silently leave authentication in an unexpected state
+    word = value.strip().lower()
+    if word not in ("on", "off"):
+        raise ValueError("expected `on` or `off`")
+    return word
+
+
+def _public_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if url and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
+        raise ValueError("expected an absolute http(s) URL without query or fragment, e.g. https://cds.example.org")
+    return url
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATABASE_URL",
@@ -38,7 +54,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL; SQLite file in the working directory by default, `postgresql://…` in production",
     ),
     Setting("TRUSTED_ISSUERS", "", str, "path of the trusted-issuer JSON file (CDS Hooks JWT); empty = none"),
-    Setting("AUTH", "on", str, "`off` accepts unauthenticated calls on any address (never in production)"),
+    Setting("AUTH", "on", _on_off, "`off` accepts unauthenticated calls on any address (never in production)"),
+    Setting(
+        "PUBLIC_URL",
+        "",
+        _public_url,
+        "public base URL the EHR calls (e.g. `https://cds.example.org`), behind a proxy; a JWT's `aud` must be "
+        "this plus the path. Empty: the URL of the request as received",
+    ),
     Setting("FHIR_ALLOWLIST", [], _list, "comma-separated URL prefixes a `fhirServer` must start with"),
     Setting("CORS_ORIGINS", [], _list, "comma-separated browser origins allowed by CORS (`*` for any)"),
     Setting("FHIR_TIMEOUT", 3.0, float, "total time budget in seconds for FHIR-server fallback searches"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 class ServiceError(Exception):
@@ -10,6 +11,7 @@ class ServiceError(Exception):
 
     status = 500
     issue_code = "exception"
+    headers: ClassVar[Mapping[str, str]] = {}  # extra response headers (e.g. WWW-Authenticate on 401)
 
     def __init__(self, diagnostics: str, *, expression: list[str] | None = None):
         super().__init__(diagnostics)
@@ -29,7 +31,10 @@ class InvalidResourceError(BadRequestError):
 
 
 class AuthenticationError(ServiceError):
+    """Any authentication failure; the caller is never told which check failed."""
+
     status, issue_code = 401, "login"
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class NotFoundError(ServiceError):

@@ -29,7 +29,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(e: ServiceError) -> Response:
         log.info("request refused: %s %s", e.status, type(e).__name__)
-        return outcome_response(e.status, e.outcome())
+        return outcome_response(e.status, e.outcome(), dict(e.headers) or None)
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:

@@ -41,6 +41,13 @@ def fhir_mock() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the developer's own VCF_CDS_* settings (trusted issuers, CORS...) must not leak into tests
+    for name in [n for n in os.environ if n.startswith("VCF_CDS_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine.load()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from flask.testing import FlaskClient
 
+from service.auth import parse_issuers
 from service.config import PREFIX, SETTINGS
 
-from conftest import ROOT
+from conftest import CONFORMANCE, ROOT
 
 README = (ROOT / "README.md").read_text()
 
@@ -25,3 +28,19 @@ def test_readme_opens_with_the_two_commands() -> None:
     head = README.split("## ")[0]
     assert "bash scripts/serve" in head and "bash scripts/test" in head
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_sandbox_issuer_file_trusts_the_sandbox_key() -> None:
+    section = README.split("### Trusting the CDS Hooks sandbox")[1].split("\n### ")[0]
+    block = section.split("```json\n")[1].split("```")[0]
+    registry = parse_issuers(json.loads(block))
+    sandbox = registry.get("https://sandbox.cds-hooks.org")
+    published = json.loads((CONFORMANCE / "cds-hooks-sandbox" / "jwks.json").read_text())["keys"]
+    assert sandbox is not None and list(sandbox.keys) == published
+    assert sandbox.jku == ("https://sandbox.cds-hooks.org/.well-known/jwks.json",)
+
+
+def test_readme_explains_authentication() -> None:
+    section = README.split("## Authentication and CORS")[1].split("\n## ")[0]
+    for topic in ("PyJWT", "trusted-issuer file", "several workers or replicas", "CDS Hooks sandbox", "CORS"):
+        assert topic in section, topic

@@ -1,0 +1,100 @@
+"""CORS: an origin allowlist on every endpoint, preflight answered without a token, Vary: Origin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service import create_app
+from service.cors import parse_origins
+from service.pipeline import Engine
+
+SANDBOX = "https://sandbox.cds-hooks.org"
+EVIL = "https://evil.example.com"
+
+
+def make_client(engine: Engine, tmp_path: Path, origins: list[str], **extra: object) -> FlaskClient:
+    app: Flask = create_app({"TESTING": True, "ENGINE": engine, "CORS_ORIGINS": origins, **extra})
+    return app.test_client()
+
+
+def preflight(client: FlaskClient, origin: str, path: str = "/cds-services/vcf-patient-view") -> object:
+    return client.options(
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+
+
+def test_preflight_is_answered_without_a_token(engine: Engine, tmp_path: Path) -> None:
+    # even with trusted issuers configured, a preflight carries no credentials and needs none
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text('{"issuers": [{"iss": "https://ehr.example.org", "jku": ["https://ehr.example.org/jwks"]}]}')
+    client = make_client(engine, tmp_path, [SANDBOX], TRUSTED_ISSUERS=str(issuers))
+    response = preflight(client, SANDBOX)
+    assert response.status_code == 204  # type: ignore[attr-defined]
+    headers = response.headers  # type: ignore[attr-defined]
+    assert headers["Access-Control-Allow-Origin"] == SANDBOX
+    allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "content-type"} <= allowed
+    assert {"GET", "POST"} <= {m.strip() for m in headers["Access-Control-Allow-Methods"].split(",")}
+    assert int(headers["Access-Control-Max-Age"]) > 0
+    assert "Origin" in headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in headers
+    # the actual call still needs the token, and its 401 is readable by the page
+    denied = client.get("/cds-services", headers={"Origin": SANDBOX})
+    assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == SANDBOX
+    assert "WWW-Authenticate" in denied.headers["Access-Control-Expose-Headers"]
+
+
+def test_origin_not_allowlisted_gets_no_cors_headers(engine: Engine, tmp_path: Path) -> None:
+    client = make_client(engine, tmp_path, [SANDBOX])
+    for response in (preflight(client, EVIL), client.get("/cds-services", headers={"Origin": EVIL})):
+        assert "Access-Control-Allow-Origin" not in response.headers  # type: ignore[attr-defined]
+        assert "Origin" in response.headers["Vary"]  # type: ignore[attr-defined]
+
+
+def test_no_allowlist_no_cors(client: FlaskClient) -> None:
+    response = client.get("/cds-services", headers={"Origin": SANDBOX})
+    assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
+    assert "Origin" in response.headers["Vary"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/cds-services", 200),
+        ("post", "/cds-services/vcf-patient-view", 400),
+        ("post", "/cds-services/no-such-service", 404),
+        ("put", "/cds-services/vcf-patient-view", 405),
+        ("get", "/nowhere", 404),
+    ],
+)
+def test_every_endpoint_and_error_carries_cors(
+    engine: Engine, tmp_path: Path, method: str, path: str, status: int
+) -> None:
+    client = make_client(engine, tmp_path, [SANDBOX])
+    response = getattr(client, method)(path, headers={"Origin": SANDBOX}, data=b"{", content_type="application/json")
+    assert response.status_code == status
+    assert response.headers["Access-Control-Allow-Origin"] == SANDBOX
+
+
+def test_wildcard_allowlist(engine: Engine, tmp_path: Path) -> None:
+    client = make_client(engine, tmp_path, ["*"])
+    assert client.get("/cds-services", headers={"Origin": EVIL}).headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_origins_are_normalised_and_checked() -> None:
+    assert parse_origins([" https://Sandbox.CDS-hooks.org/ ", "http://localhost:3000"]) == {
+        SANDBOX,
+        "http://localhost:3000",
+    }
+    for bad in ("sandbox.cds-hooks.org", "https://sandbox.cds-hooks.org/path", "ftp://x"):
+        with pytest.raises(ValueError, match="not an origin"):
+            parse_origins([bad])

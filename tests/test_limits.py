@@ -1,0 +1,67 @@
+"""Request limits: bounded JSON nesting (400), body size (413), JSON only (415) — each an OperationOutcome."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+
+from service.api import MAX_JSON_DEPTH, json_depth_exceeds
+
+from builders import ICD10CM, condition, request
+
+URL = "/cds-services/vcf-patient-view"
+
+
+def with_nested(levels: int, where: str) -> bytes:
+    """A valid request whose ``where`` holds ``levels`` nested FHIR extensions (built as text: too deep
+    for a serializer)."""
+    body = request(condition("c1", ICD10CM, "M80.08XA"))
+    if where == "context":
+        body["context"]["x"] = "@@"
+    else:
+        body["prefetch"]["conditions"]["entry"][0]["resource"]["extension"] = "@@"
+    nested = b'[{"url":"http://example.org/x","extension":' * levels + b"[]" + b"}]" * levels
+    return orjson.dumps(body).replace(b'"@@"', nested)
+
+
+def outcome(response: object) -> dict[str, object]:
+    assert response.mimetype == "application/fhir+json"  # type: ignore[attr-defined]
+    body = response.get_json()  # type: ignore[attr-defined]
+    assert body["resourceType"] == "OperationOutcome"
+    return body["issue"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("where", ["context", "resource"])
+@pytest.mark.parametrize("levels", [40, 250, 600])
+def test_deep_nesting_is_a_400_outcome(client: FlaskClient, levels: int, where: str) -> None:
+    # 250 nested extensions used to overflow FHIR model validation (a 500); 600 trips orjson's own limit
+    response = client.post(URL, data=with_nested(levels, where), content_type="application/json")
+    assert response.status_code == 400
+    assert "deeper" in str(outcome(response)["diagnostics"]) or "depth" in str(outcome(response)["diagnostics"])
+
+
+def test_realistic_nesting_is_fine(client: FlaskClient) -> None:
+    response = client.post(URL, data=with_nested(10, "resource"), content_type="application/json")
+    assert response.status_code == 200
+
+
+def test_depth_is_measured_without_recursion() -> None:
+    assert not json_depth_exceeds({"a": [1, {"b": "c"}]}, 3)
+    assert json_depth_exceeds({"a": [1, {"b": []}]}, 3)
+    assert not json_depth_exceeds("scalar", 0)
+    value: list[object] = []
+    for _ in range(100_000):  # far past Python's recursion limit
+        value = [value]
+    assert json_depth_exceeds(value, MAX_JSON_DEPTH)
+
+
+def test_body_over_the_limit_is_413(client: FlaskClient) -> None:
+    response = client.post(URL, data=b"[" + b" " * (11 * 1024 * 1024) + b"]", content_type="application/json")
+    assert response.status_code == 413 and outcome(response)["code"] == "too-costly"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_not_json_is_415(client: FlaskClient, content_type: str) -> None:
+    response = client.post(URL, data=b"{}", content_type=content_type)
+    assert response.status_code == 415 and outcome(response)["code"] == "not-supported"

@@ -1,0 +1,103 @@
+"""``vcf-cds serve``: open (no trusted issuers) only on loopback, loudly; otherwise it refuses to start."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service import server
+from service.cli import main
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Stands in for gunicorn: records the options it would have run with."""
+    runs: list[dict[str, Any]] = []
+    monkeypatch.setattr(server.Server, "run", lambda self: runs.append(self.options))
+    return runs
+
+
+def issuer_file(tmp_path: Path) -> str:
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [{"iss": "https://ehr.example.org", "jku": ["https://ehr.example.org/k"]}]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "cds.example.org"])
+def test_refuses_to_serve_unauthenticated_off_loopback(
+    host: str, started: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--host", host]) != 0
+    assert started == []
+    err = capsys.readouterr().err
+    assert "refusing to serve" in err and "VCF_CDS_TRUSTED_ISSUERS" in err and "VCF_CDS_AUTH=off" in err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_serves_open_with_a_loud_warning(
+    host: str, started: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="vcf_cds"):
+        assert main(["serve", "--host", host, "--port", "8081"]) == 0
+    assert started[0]["bind"] in (f"{host}:8081", f"[{host}]:8081")
+    assert "NO AUTHENTICATION" in caplog.text
+
+
+def test_auth_off_serves_anywhere_with_a_loud_warning(
+    monkeypatch: pytest.MonkeyPatch, started: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("VCF_CDS_AUTH", "off")
+    with caplog.at_level(logging.WARNING, logger="vcf_cds"):
+        assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert started and "AUTHENTICATION IS OFF" in caplog.text
+
+
+def test_trusted_issuers_serve_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("VCF_CDS_TRUSTED_ISSUERS", issuer_file(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="vcf_cds"):
+        assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert started and "NO AUTHENTICATION" not in caplog.text
+    assert "VCF_CDS_PUBLIC_URL" in caplog.text  # aud is checked against the Host header: say so
+    caplog.clear()
+    monkeypatch.setenv("VCF_CDS_PUBLIC_URL", "https://cds.example.org")
+    with caplog.at_level(logging.WARNING, logger="vcf_cds"):
+        assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("VCF_CDS_TRUSTED_ISSUERS", "/nonexistent/issuers.json", "cannot read"),
+        ("VCF_CDS_AUTH", "of", "VCF_CDS_AUTH"),
+        ("VCF_CDS_PUBLIC_URL", "cds.example.org", "VCF_CDS_PUBLIC_URL"),
+        ("VCF_CDS_CORS_ORIGINS", "sandbox.cds-hooks.org", "VCF_CDS_CORS_ORIGINS"),
+    ],
+)
+def test_bad_configuration_stops_before_serving(
+    monkeypatch: pytest.MonkeyPatch,
+    started: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["serve"]) != 0
+    assert started == [] and message in capsys.readouterr().err
+
+
+def test_replay_ignores_the_servers_authentication(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # replay runs in-process for the local user: trusted issuers configured for serving do not apply
+    from test_cli import ROW14
+
+    monkeypatch.setenv("VCF_CDS_TRUSTED_ISSUERS", issuer_file(tmp_path))
+    assert main(["replay", str(ROW14)]) == 0
