@@ -30,9 +30,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["vcf_cds"] = app.config.get("ENGINE") or Engine.load(app.config["EXTRA_MAPPINGS"])
 
-    from . import api, http_errors
+    from . import api, http_errors, viewer
 
     # each part attaches itself (Flask's init_app pattern); order matters for request hooks
-    for part in (http_errors, api):
+    for part in (http_errors, api, viewer):
         part.init_app(app)
     return app
