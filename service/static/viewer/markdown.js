@@ -120,8 +120,14 @@
       }
     }
     if (depth !== 0 || src[j + 1] !== "(") return null;
-    const close = src.indexOf(")", j + 2);
-    if (close === -1) return null;
+    // the destination may hold balanced parentheses: (https://x.org/a_(b)) or javascript:f(1)
+    let close = j + 2;
+    for (let open = 1; close < src.length; close++) {
+      if (src[close] === "\\") close++;
+      else if (src[close] === "(") open++;
+      else if (src[close] === ")" && --open === 0) break;
+    }
+    if (close >= src.length) return null;
     const target = src.slice(j + 2, close).trim().replace(/^<(.*)>$/, "$1");
     const url = target.split(/\s+/)[0]; // drop a "title"
     return { text: src.slice(i + 1, j), url: url, end: close + 1 };
@@ -330,14 +336,13 @@
         break;
       }
     }
+    // a tight list (no blank line inside) shows its items' text without paragraphs around it
+    const tight = items.every((item) => !item.lines.slice(0, -1).some((line) => line.trim() === ""));
     for (const item of items) {
       const li = document.createElement("li");
-      const content = blocks(item.lines);
-      // a tight item (one paragraph) shows its text without a paragraph around it
-      if (content.childNodes.length === 1 && content.firstChild.nodeName === "P") {
-        li.append(...content.firstChild.childNodes);
-      } else {
-        li.append(content);
+      for (const child of Array.from(blocks(item.lines).childNodes)) {
+        if (tight && child.nodeName === "P") li.append(...child.childNodes);
+        else li.append(child);
       }
       node.append(li);
     }
