@@ -253,3 +253,24 @@ def test_markdown_renderer(browser: WebDriver, base_url: str) -> None:
     )
     for (source, expected), got in zip(MARKDOWN_CASES, rendered, strict=True):
         assert got == expected, source
+
+
+@pytest.mark.parametrize(
+    ("name", "indicators"),
+    [
+        ("realdata/lonnie-von-derived-vcf-row14.json", ["warning", "info"]),
+        ("realdata/lonnie-von-osteoporotic-fracture-not-vertebral.json", []),
+    ],
+)
+def test_a_real_synthea_bundle_is_wrapped_and_replayed(
+    browser: WebDriver, base_url: str, name: str, indicators: list[str]
+) -> None:
+    open_viewer(browser, base_url)
+    load_fixture(browser, name)
+    request = json.loads(browser.find_element(By.ID, "request").get_property("value"))
+    assert request["hook"] == "patient-view" and set(request["prefetch"]) >= {"patient", "conditions"}
+    cards = send(browser)
+    assert [c.get_attribute("data-indicator") for c in cards] == indicators
+    if not indicators:
+        assert "No cards" in browser.find_element(By.ID, "cards").text
+    assert "Matches the fixture's expected result" in browser.find_element(By.ID, "check").text
