@@ -30,10 +30,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["vcf_cds"] = app.config.get("ENGINE") or Engine.load(app.config["EXTRA_MAPPINGS"])
 
-    from . import api, auth, cors, fhirclient, http_errors
+    from . import api, auth, cors, fhirclient, http_errors, viewer
 
     # each part attaches itself (Flask's init_app pattern); order matters for request hooks:
     # CORS answers preflights before auth, auth runs before the hook handlers
-    for part in (http_errors, cors, auth, fhirclient, api):
+    for part in (http_errors, cors, auth, fhirclient, api, viewer):
         part.init_app(app)
     return app

@@ -9,8 +9,6 @@ from typing import Any
 
 import orjson
 
-STATUS_MARK = {"met": "+", "not-met": "-", "unknown": "?"}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -43,22 +41,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_replay(paths: Sequence[str], service: str | None, now: str | None, as_json: bool) -> int:
+    import time
+
     from . import create_app
-    from .replay import expand, replay_file
+    from .console import Style, outcome_lines, summary_line, wants_colour
+    from .replay import Outcome, expand, replay_file
 
     # in-process, never on the network: the caller is the local user, not an EHR
     app = create_app({"DATABASE_URL": "sqlite://", "AUTH": "off"})
-    failed = 0
-    results: list[dict[str, Any]] = []
+    style = Style(wants_colour(sys.stdout))
     files = list(expand(paths))
+    # one file: every card in full; a folder: a line per card, in full only where a fixture fails
+    detail = len(files) == 1
+    # a transient "[k/N] file" on a terminal's stderr while a (large) bundle is evaluated
+    progress = not as_json and len(files) > 1 and sys.stderr.isatty()
+    outcomes: list[Outcome] = []
+    results: list[dict[str, Any]] = []
+    unreadable = 0
+    started = time.perf_counter()
     for n, path in enumerate(files, 1):
+        if progress:
+            sys.stderr.write(f"\r\033[K[{n}/{len(files)}] {path} …")
+            sys.stderr.flush()
         try:
             outcome = replay_file(app, path, service, now)
         except (ValueError, OSError, orjson.JSONDecodeError) as e:
-            failed += 1
+            unreadable += 1
+            _clear(progress)
             print(f"{path}: cannot replay: {e}", file=sys.stderr)
             continue
-        failed += bool(outcome.problems)
+        _clear(progress)
+        outcomes.append(outcome)
         if as_json:
             results.append(
                 {
@@ -68,28 +81,20 @@ def run_replay(paths: Sequence[str], service: str | None, now: str | None, as_js
                     "matched": None if not outcome.checked else not outcome.problems,
                 }
             )
-            continue
-        verdict = "" if not outcome.checked else (" FAIL" if outcome.problems else " ok")
-        print(f"[{n}/{len(files)}] {path}: HTTP {outcome.status}{verdict} ({outcome.seconds * 1000:.0f} ms)")
-        for card in outcome.body.get("cards", []):
-            print(f"  [{card['indicator'].upper()}] {card['summary']}")
-            ext = card.get("extension", {}).get("org.vcfcds", {})
-            for c in ext.get("criteria", []):
-                print(f"      {STATUS_MARK[c['status']]} {c['id']}: {c['status']} {', '.join(c['evidence'])}")
-            if ext.get("cautions"):
-                print(f"      cautions: {', '.join(ext['cautions'])}")
-            if ext.get("missing"):
-                print(f"      missing: {', '.join(ext['missing'])}")
-        if outcome.status != 200:
-            issues = outcome.body.get("issue", [{}])
-            print(f"  {issues[0].get('diagnostics', '')}")
-        for problem in outcome.problems:
-            print(f"  MISMATCH {problem}")
+        else:
+            print("\n".join(outcome_lines(outcome, n, len(files), style, detail=detail)))
     if as_json:
         sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif len(files) > 1:
-        print(f"{len(files) - failed} of {len(files)} files ok")
+        print(summary_line(outcomes, len(files), unreadable, time.perf_counter() - started, style))
+    failed = unreadable + sum(bool(o.mismatches) for o in outcomes)
     return 1 if failed else 0
+
+
+def _clear(progress: bool) -> None:
+    if progress:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
 
 
 def check_mappings() -> int:

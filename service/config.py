@@ -68,6 +68,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY", 10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
     Setting("EXTRA_MAPPINGS", "", str, "folder of site value sets merged over the shipped `mappings/`"),
     Setting("LOG_LEVEL", "INFO", str, "Python logging level"),
+    Setting(
+        "FIXTURES",
+        "",
+        str,
+        "folder the card viewer lists fixtures from; empty = `fixtures/` beside the package (a source checkout)",
+    ),
 )
 
 

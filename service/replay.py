@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from flask import Flask
 
-from .expect import differences
+from .expect import Mismatch, mismatches
 from .fhirtime import parse_fhir_datetime
 
 HOOK_SERVICES = {"patient-view": "vcf-patient-view", "order-select": "vcf-order-select", "order-sign": "vcf-order-sign"}
@@ -31,9 +31,13 @@ class Outcome:
     path: Path
     status: int
     body: dict[str, Any]
-    problems: list[str] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
     checked: bool = False
     seconds: float = 0.0
+
+    @property
+    def problems(self) -> list[str]:
+        return [m.text() for m in self.mismatches]
 
 
 def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -105,7 +109,7 @@ def replay_file(app: Flask, path: Path, service: str | None, now: str | None) ->
         outcome.checked = True
         want_status = expected.get("status", 200)
         if response.status_code != want_status:
-            outcome.problems.append(f"HTTP {response.status_code}, expected {want_status}")
+            outcome.mismatches.append(Mismatch(None, "HTTP status", want_status, response.status_code))
         elif response.status_code == 200:
-            outcome.problems = differences(outcome.body.get("cards", []), expected)
+            outcome.mismatches = mismatches(outcome.body.get("cards", []), expected)
     return outcome

@@ -30,6 +30,8 @@ def test_wheel_carries_mappings_and_loads_them(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "service/mappings/valueset-vcf-osteoporotic.json" in names
     assert "service/mappings/codesystem-finding.json" in names
+    for asset in ("index.html", "viewer.js", "markdown.js", "viewer.css"):
+        assert f"service/static/viewer/{asset}" in names  # the card viewer at GET /
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = "from service.terminology import load_terminology; t = load_terminology(); print(len(t.valuesets))"
