@@ -32,12 +32,13 @@ from service.normalize import OBSERVATION_CONCEPTS
 
 from builders import bundle
 from cds_rules import response_problems
-from conftest import NOW, SHARED
+from conftest import NOW, ROOT
 from test_fixtures import FIXTURES
 
 TOKEN = os.environ.get("FHIR_IT_TOKEN", "vcf-cds-integration-token")
 EXTERNAL = os.environ.get("FHIR_IT_BASE", "").rstrip("/")
-LONNIE = SHARED / "realdata" / "smart-generated-sample-data" / "Lonnie_Von_28fbf0c8-5a9c-4781-b79f-f6118c3e2816.json"
+# the unmodified Synthea bundle, as copied into fixtures/realdata (source and licence in its README)
+LONNIE = ROOT / "fixtures" / "realdata" / "lonnie-von-osteoporotic-fracture-not-vertebral.json"
 ROW14 = next((FIXTURES / "patient-view").glob("27-*.json"))
 EXTRA_PAIN_SCORES = 24  # with the fixture's two observations: 26, over the server's 20-entry pages
 STARTUP_SECONDS = 60
@@ -152,9 +153,7 @@ def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def loaded(fhir_server: str) -> dict[str, Any]:
     """Loads the records once; {"vcf": VCF record (as prefetch), "lonnie": her Patient id}."""
-    if not LONNIE.exists():
-        pytest.skip(f"{LONNIE} not present (../shared/realdata)")
-    fhir(fhir_server, "POST", body=json.loads(LONNIE.read_bytes()))  # a Synthea transaction bundle
+    fhir(fhir_server, "POST", body=json.loads(LONNIE.read_bytes())["bundle"])  # a Synthea transaction bundle
     record = vcf_record()
     resources = [record["patient"]] + [
         e["resource"] for key, value in record.items() if key != "patient" and value for e in value["entry"]
