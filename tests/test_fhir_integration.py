@@ -231,7 +231,7 @@ def test_real_synthea_record_is_read_from_the_server(
     wanted = set(engine.terminology.codings_for(sorted(OBSERVATION_CONCEPTS)))
     in_file = [
         e["resource"]["id"]
-        for e in json.loads(LONNIE.read_bytes())["entry"]
+        for e in json.loads(LONNIE.read_bytes())["bundle"]["entry"]
         if e["resource"]["resourceType"] == "Observation"
         and any((c.get("system"), c.get("code")) in wanted for c in e["resource"]["code"].get("coding", []))
     ]
