@@ -30,9 +30,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["vcf_cds"] = app.config.get("ENGINE") or Engine.load(app.config["EXTRA_MAPPINGS"])
 
-    from . import api, http_errors
+    # imported here, not at the top: ``vcf-cds serve`` must set PROMETHEUS_MULTIPROC_DIR before any
+    # module imports prometheus_client (service.metrics), and the CLI should stay quick to start
+    from . import api, audit, db, feedback, http_errors, openapi, ops
 
-    # each part attaches itself (Flask's init_app pattern); order matters for request hooks
-    for part in (http_errors, api):
+    # each part attaches itself (Flask's init_app pattern); order matters for request hooks:
+    # the database before the audit that writes to it; audit's before_request first of the hooks
+    for part in (http_errors, db, audit, ops, api, feedback, openapi):
         part.init_app(app)
     return app

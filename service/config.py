@@ -20,6 +20,7 @@ class Setting:
     default: Any
     parse: Callable[[str], Any]
     doc: str
+    secret: bool = False  # never echoed in error messages
 
 
 def _list(value: str) -> list[str]:
@@ -28,6 +29,13 @@ def _list(value: str) -> list[str]:
 
 def _bool(value: str) -> bool:
     return value.strip().lower() not in ("", "0", "off", "false", "no")
+
+
+def _secret(value: str) -> str:
+    # A short key makes the patient-id hashes guessable by brute force over plausible MRNs
+    if value and len(value) < 32:
+        raise ValueError("use at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -45,6 +53,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY", 10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
     Setting("EXTRA_MAPPINGS", "", str, "folder of site value sets merged over the shipped `mappings/`"),
     Setting("LOG_LEVEL", "INFO", str, "Python logging level"),
+    Setting(
+        "AUDIT_KEY",
+        "",
+        _secret,
+        "HMAC-SHA256 key (≥ 32 characters, e.g. `openssl rand -hex 32`) for the patient-id hash of the audit "
+        "log; unset: a random key per start, allowed on loopback only",
+        secret=True,
+    ),
+    Setting(
+        "FEEDBACK_COMMENTS",
+        False,
+        _bool,
+        "`on` stores the clinician's free-text override comment (it may hold PHI); off: only whether one was given",
+    ),
+    Setting("HOST", "127.0.0.1", str, "address `vcf-cds serve` binds (`0.0.0.0` in the container)"),
+    Setting("PORT", 8080, int, "port `vcf-cds serve` listens on (and `vcf-cds healthcheck` probes)"),
+    Setting("WORKERS", 2, int, "gunicorn worker processes of `vcf-cds serve`"),
+    Setting("THREADS", 4, int, "threads per gunicorn worker (gthread)"),
 )
 
 
@@ -60,5 +86,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
             values[s.name] = s.parse(raw)
         except ValueError as e:
-            raise ValueError(f"{PREFIX}{s.name}={raw!r} is not valid: {e}") from e
+            shown = "(hidden)" if s.secret else repr(raw)
+            raise ValueError(f"{PREFIX}{s.name}={shown} is not valid: {e}") from None
     return values
