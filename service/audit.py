@@ -160,6 +160,7 @@ def _finish(response: Response) -> Response:
     log.info(
         "hook call",
         extra={
+            "hookInstance": record.hook_instance,
             "service": record.service,
             "hook": record.hook,
             "status": status,

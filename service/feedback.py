@@ -98,9 +98,9 @@ class Stored:
 def _insert_ignoring_duplicates(db: Database, table: Table) -> Insert:
     dialect = db.engine.dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing().returning(table.c.id)
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
     raise NotImplementedError(f"database {dialect!r} is not supported (SQLite or PostgreSQL)")
 
 
@@ -135,7 +135,8 @@ def store_feedback(
                 "user_comment": comment if keep_comments else None,
                 "card_known": item["card"] in known,
             }
-            inserted = connection.execute(statement, row).rowcount
+            # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING
+            inserted = len(connection.execute(statement, row).all())
             result.stored += inserted
             result.duplicates += 1 - inserted
             if item["card"] not in known and item["card"] not in result.unknown_cards:
