@@ -80,9 +80,3 @@ def exposition() -> bytes:
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
-
-
-def mark_process_dead(pid: int) -> None:
-    """gunicorn's ``child_exit`` hook: drop a dead worker's live-gauge files (counters are kept)."""
-    if os.environ.get(MULTIPROC_ENV):
-        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

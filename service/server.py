@@ -66,9 +66,12 @@ class JsonLogger(glogging.Logger):  # type: ignore[misc]
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    from .metrics import mark_process_dead
+    # prometheus_client directly, not service.metrics: importing that would make the master
+    # create sample files of its own
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
 
-    mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
@@ -180,9 +183,11 @@ def run(host: str, port: int, workers: int, threads: int) -> int:
     finally:
         engine.dispose()
     owned = prepare_metrics_dir()
+    master = os.getpid()
     try:
         Server(gunicorn_options(host, port, workers, threads, str(settings["LOG_LEVEL"]))).run()
     finally:
-        if owned:
+        # workers are forked inside run() and leave through here too: only the master cleans up
+        if owned and os.getpid() == master:
             shutil.rmtree(owned, ignore_errors=True)
     return 0

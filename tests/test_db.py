@@ -9,7 +9,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select
 
-from service.db import Database, audit_log, create_db_engine, display_url, has_schema, metadata, migrate, schema_revision
+from service.db import (
+    Database,
+    audit_log,
+    create_db_engine,
+    display_url,
+    has_schema,
+    metadata,
+    migrate,
+    schema_revision,
+)
 
 
 def test_migrations_build_the_declared_schema(database_url: str) -> None:

@@ -39,7 +39,9 @@ def item(card: str, outcome: str = "accepted", when: str = "2026-06-15T14:05:31Z
     return {"card": card, "outcome": outcome, "outcomeTimestamp": when, **extra}
 
 
-@pytest.mark.parametrize("example", ["21-feedback-accepted", "22-feedback-overridden", "23-feedback-overridden-with-reason"])
+@pytest.mark.parametrize(
+    "example", ["21-feedback-accepted", "22-feedback-overridden", "23-feedback-overridden-with-reason"]
+)
 def test_spec_examples_are_accepted_and_flagged_unknown(db_app: Flask, db_client: FlaskClient, example: str) -> None:
     body = json.loads((SPEC / f"{example}.json").read_text())
     response = db_client.post(FEEDBACK, json=body)
@@ -66,7 +68,9 @@ def test_feedback_is_stored_with_its_reason_and_is_idempotent(db_app: Flask, db_
     rows = stored(db_app)
     assert len(rows) == 2
     overridden, accepted = rows
-    assert overridden["override_code"] == "recipient-disagrees-evidence" and overridden["override_system"] == NON_ADHERENCE
+    assert (
+        overridden["override_code"] == "recipient-disagrees-evidence" and overridden["override_system"] == NON_ADHERENCE
+    )
     assert overridden["has_comment"] is True and overridden["user_comment"] is None  # free text may hold PHI
     assert json.loads(accepted["accepted_suggestions"]) == ["s-1"]
     assert all(r["card_known"] for r in rows)

@@ -27,7 +27,9 @@ def spec(client: FlaskClient) -> dict[str, Any]:
 
 def check(spec: dict[str, Any], schema_name: str, body: Any) -> None:
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft202012Validator(schema).iter_errors(body)]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft202012Validator(schema).iter_errors(body)
+    ]
     assert errors == []
 
 

@@ -64,7 +64,9 @@ def test_readyz_without_value_sets(app: Flask, client: FlaskClient, monkeypatch:
 
 def test_hook_calls_are_counted(client: FlaskClient) -> None:
     before = samples(client)
-    response = client.post("/cds-services/vcf-patient-view", json=request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8)))
+    response = client.post(
+        "/cds-services/vcf-patient-view", json=request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
+    )
     recommendation = vcf_extension(response.get_json()["cards"][0])["recommendation"]
     client.post("/cds-services/vcf-patient-view", data=b"x", content_type="text/plain")
     after = samples(client)
