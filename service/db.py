@@ -204,6 +204,16 @@ def schema_revision(engine: Engine) -> tuple[str | None, str]:
     return current, head or ""
 
 
+def is_known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    try:
+        return ScriptDirectory(str(MIGRATIONS)).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def has_schema(engine: Engine) -> bool:
     return set(metadata.tables) <= set(inspect(engine).get_table_names())
 
@@ -230,7 +240,9 @@ class Database:
             current, head = schema_revision(self.engine)
         except SQLAlchemyError as e:
             return f"database unreachable ({type(e).__name__})"
-        if current != head:
+        # A revision this code does not know is a newer one, migrated by a newer release during a
+        # rolling update: stay ready (migrations add, they do not break the previous release)
+        if current != head and (current is None or is_known_revision(current)):
             return f"database schema at {current or 'nothing'}, expected {head}"
         return None
 

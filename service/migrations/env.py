@@ -1,7 +1,10 @@
 """Alembic environment: migrations run on the connection ``service.db.migrate`` hands over.
 
-Make a new revision with ``alembic -x url=sqlite:///scratch.sqlite3 revision --autogenerate -m "…"``
-from ``service/migrations`` (see README there); the app applies it on its next start.
+A new revision, after changing the tables in ``service/db.py``: from ``service/migrations`` run
+``alembic -x url=sqlite:///scratch.sqlite3 upgrade head`` then ``alembic -x url=sqlite:///scratch.sqlite3
+revision --autogenerate --rev-id 0002 -m "what changed"``, review the file (plain SQLAlchemy types
+only), delete scratch.sqlite3. The app applies it on its next start; ``tests/test_db.py`` fails
+while the tables and the migrations disagree.
 """
 
 from __future__ import annotations
