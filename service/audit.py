@@ -142,20 +142,20 @@ def _finish(response: Response) -> Response:
         record = CallRecord(service, time.perf_counter())
     seconds = time.perf_counter() - record.started
     status = response.status_code
-    metrics.HOOK_REQUESTS.labels(service=record.service, status=str(status)).inc()
-    metrics.HOOK_LATENCY.labels(service=record.service).observe(seconds)
     engine: Engine = current_app.extensions["vcf_cds"]
     key: AuditKey = current_app.extensions["vcf_cds_audit_key"]
     try:
         write_call(get_db(), record, status=status, seconds=seconds, rules_version=engine.rules_version, key=key)
     except SQLAlchemyError as e:
         metrics.AUDIT_FAILURES.inc()
-        log.error("audit row not written (%s): call refused", type(e).__name__, extra={"service": record.service})
-        if status == 200:
+        log.error("audit row not written (%s)", type(e).__name__, extra={"service": record.service})
+        if status == 200:  # a refusal stays what it was; advice is withheld
             refusal = ServiceUnavailableError("The service cannot record this call right now; try again.")
-            return outcome_response(refusal.status, refusal.outcome())
-        return response
-    for card in record.cards if status == 200 else []:
+            response, status = outcome_response(refusal.status, refusal.outcome()), refusal.status
+    answered = record.cards if status == 200 else []
+    metrics.HOOK_REQUESTS.labels(service=record.service, status=str(status)).inc()
+    metrics.HOOK_LATENCY.labels(service=record.service).observe(seconds)
+    for card in answered:
         metrics.CARDS.labels(service=record.service, kind=card.kind, recommendation=card.recommendation or "none").inc()
     log.info(
         "hook call",
@@ -165,8 +165,8 @@ def _finish(response: Response) -> Response:
             "hook": record.hook,
             "status": status,
             "durationMs": round(seconds * 1000, 1),
-            "recommendation": record.recommendation,
-            "cards": len(record.cards) if status == 200 else 0,
+            "recommendation": record.recommendation if answered else None,
+            "cards": len(answered),
         },
     )
     return response

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
 from conftest import TEST_AUDIT_KEY, make_app
 from flask import Flask
@@ -109,10 +110,17 @@ def test_no_advice_leaves_unaudited(app: Flask, client: FlaskClient, monkeypatch
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, Exception("disk full"))
 
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    refused = {"service": "vcf-patient-view", "status": "503"}
+    before = count("vcf_cds_hook_requests_total", **refused), count("vcf_cds_audit_write_failures_total")
     monkeypatch.setattr("service.audit.write_call", broken)
     response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
     assert response.status_code == 503
     assert response.get_json()["issue"][0]["code"] == "transient"
+    after = count("vcf_cds_hook_requests_total", **refused), count("vcf_cds_audit_write_failures_total")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
     # a refusal stays what it was when its audit row fails too
     assert client.post(HOOK, data=b"x", content_type="text/plain").status_code == 415
 
