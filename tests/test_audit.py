@@ -10,11 +10,11 @@ import logging
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 from builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
 from conftest import TEST_AUDIT_KEY, make_app
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
