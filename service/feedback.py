@@ -111,6 +111,7 @@ def store_feedback(
     result = Stored()
     uuids = sorted({item["card"] for item in items})
     statement = _insert_ignoring_duplicates(db, feedback_table)
+    verdicts: list[tuple[str, str]] = []
     with db.engine.begin() as connection:
         known = set(
             connection.execute(
@@ -142,7 +143,9 @@ def store_feedback(
             if item["card"] not in known and item["card"] not in result.unknown_cards:
                 result.unknown_cards.append(item["card"])
             verdict = "duplicate" if not inserted else "stored" if item["card"] in known else "unknown-card"
-            metrics.FEEDBACK_ITEMS.labels(service=service, outcome=item["outcome"], result=verdict).inc()
+            verdicts.append((item["outcome"], verdict))
+    for outcome, verdict in verdicts:  # counted once committed
+        metrics.FEEDBACK_ITEMS.labels(service=service, outcome=outcome, result=verdict).inc()
     return result
 
 

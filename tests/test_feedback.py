@@ -187,3 +187,16 @@ def test_report_command_on_an_empty_or_missing_database(tmp_path: object, monkey
 def test_report_when_nothing_happened_yet(app: Flask) -> None:
     text = format_report(feedback_report(app.extensions["vcf_cds_db"]))
     assert "(no cards issued yet)" in text and "(no overrides yet)" in text
+
+
+def test_feedback_is_counted_by_result(client: FlaskClient) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(result: str) -> float:
+        labels = {"service": "vcf-patient-view", "outcome": "accepted", "result": result}
+        return REGISTRY.get_sample_value("vcf_cds_feedback_items_total", labels) or 0.0
+
+    before = {r: count(r) for r in ("stored", "duplicate", "unknown-card")}
+    card = issue_cards(client)[0]["uuid"]
+    client.post(FEEDBACK, json={"feedback": [item(card), item(card), item("stranger")]})
+    assert {r: count(r) - before[r] for r in before} == {"stored": 1, "duplicate": 1, "unknown-card": 1}
