@@ -172,7 +172,11 @@ def run(host: str, port: int, workers: int, threads: int) -> int:
         log.error(refusal)
         return 2
     url = str(settings["DATABASE_URL"])
-    engine = create_db_engine(url)
+    try:
+        engine = create_db_engine(url)
+    except (SQLAlchemyError, ValueError) as e:
+        log.error("VCF_CDS_DATABASE_URL is not a database URL SQLAlchemy can use (%s)", type(e).__name__)
+        return 1
     try:
         migrate(engine)  # once, in the master: workers then find the schema current
     except SQLAlchemyError as e:

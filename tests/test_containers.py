@@ -295,6 +295,11 @@ def test_serve_says_when_the_database_cannot_be_prepared(
     monkeypatch.setenv("VCF_CDS_AUDIT_KEY", TEST_AUDIT_KEY)
     monkeypatch.setenv("VCF_CDS_DATABASE_URL", "postgresql://u:pw@127.0.0.1:1/none?connect_timeout=1")
     assert run("127.0.0.1", free_port(), 1, 1) == 1
+    monkeypatch.setenv("VCF_CDS_DATABASE_URL", "not a url :secret@")
+    assert run("127.0.0.1", free_port(), 1, 1) == 1
+    from service.db import display_url
+
+    assert "secret" not in display_url("not a url :secret@")
 
 
 @pytest.mark.parametrize(
