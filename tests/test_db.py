@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -82,3 +84,15 @@ def test_check_names_an_unmigrated_or_unreachable_database(tmp_path: object) -> 
     gone = Database("postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=1")
     problem = gone.check() or ""
     assert problem.startswith("database unreachable") and "pw" not in problem
+
+
+def test_processes_starting_together_migrate_once(database_url: str) -> None:
+    # several containers (or gunicorn masters) starting on a fresh database at the same moment
+    probe = "import sys; from service.db import create_db_engine, migrate; migrate(create_db_engine(sys.argv[1]))"
+    starters = [subprocess.Popen([sys.executable, "-c", probe, database_url], stderr=subprocess.PIPE) for _ in range(2)]
+    errors = [p.communicate(timeout=60)[1].decode() for p in starters]
+    assert [p.returncode for p in starters] == [0, 0], errors
+    engine = create_db_engine(database_url)
+    current, head = schema_revision(engine)
+    engine.dispose()
+    assert current == head
