@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
+from . import audit
 from .errors import BadRequestError, UnsupportedMediaTypeError
 from .pipeline import Engine
 
@@ -70,6 +71,7 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     engine().service(service_id)  # 404 before reading the body
     body = read_json_body()
+    audit.note_request(body)  # the audit row (written after the answer) and the logs' correlation id
     result = engine().evaluate(
         service_id,
         body,
@@ -77,4 +79,5 @@ def call_service(service_id: str) -> Response:
         new_uuid=current_app.config["NEW_UUID"],
         fetch=current_app.extensions.get("vcf_cds_fetch"),
     )
+    audit.note_result(result)
     return json_response({"cards": result.cards})

@@ -1,4 +1,4 @@
-"""The ``vcf-cds`` command: serve, replay, check-mappings."""
+"""The ``vcf-cds`` command: serve, replay, check-mappings, feedback-report, healthcheck, audit-hash."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the production server (gunicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=2)
-    serve.add_argument("--threads", type=int, default=4)
+    serve_cmd = sub.add_parser("serve", help="run the production server (gunicorn)")
+    serve_cmd.add_argument("--host", help="address to bind (default: VCF_CDS_HOST, else 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="port (default: VCF_CDS_PORT, else 8080)")
+    serve_cmd.add_argument("--workers", type=int, help="worker processes (default: VCF_CDS_WORKERS, else 2)")
+    serve_cmd.add_argument("--threads", type=int, help="threads per worker (default: VCF_CDS_THREADS, else 4)")
 
     replay = sub.add_parser("replay", help="run requests, bundles or fixtures through the service")
     replay.add_argument("paths", nargs="+")
@@ -30,14 +30,109 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sub.add_parser("check-mappings", help="validate every value set; report codes claimed twice")
 
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        from .server import run
+    report = sub.add_parser("feedback-report", help="acceptance and override rates per recommendation")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
 
-        return run(args.host, args.port, args.workers, args.threads)
+    sub.add_parser("healthcheck", help="exit 0 if the local server answers /healthz (container HEALTHCHECK)")
+
+    audit_hash = sub.add_parser("audit-hash", help="the audit log's hash of a patient id (VCF_CDS_AUDIT_KEY)")
+    audit_hash.add_argument("patient_id")
+
+    args = parser.parse_args(argv)
+    try:
+        return dispatch(args)
+    except BadSettingsError:
+        return 2
+
+
+class BadSettingsError(Exception):
+    """A VCF_CDS_* value is malformed; already reported on stderr."""
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return serve(args.host, args.port, args.workers, args.threads)
     if args.command == "replay":
         return run_replay(args.paths, args.service, args.now, args.json)
+    if args.command == "feedback-report":
+        return run_feedback_report(args.json)
+    if args.command == "healthcheck":
+        return healthcheck()
+    if args.command == "audit-hash":
+        return print_audit_hash(args.patient_id)
     return check_mappings()
+
+
+def settings_or_exit() -> dict[str, Any]:
+    from .config import load_settings
+
+    try:
+        return load_settings()
+    except ValueError as e:
+        print(f"vcf-cds: {e}", file=sys.stderr)
+        raise BadSettingsError from None
+
+
+def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> int:
+    from .server import run
+
+    settings = settings_or_exit()
+    return run(
+        host or str(settings["HOST"]),
+        port or int(settings["PORT"]),
+        workers or int(settings["WORKERS"]),
+        threads or int(settings["THREADS"]),
+    )
+
+
+def run_feedback_report(as_json: bool) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import Database, display_url, has_schema
+    from .feedback import feedback_report, format_report
+
+    url = str(settings_or_exit()["DATABASE_URL"])
+    try:
+        database = Database(url)
+        if not has_schema(database.engine):
+            print(f"{display_url(url)} holds no vcf-cds tables: is VCF_CDS_DATABASE_URL right?", file=sys.stderr)
+            return 1
+        report = feedback_report(database)
+    except SQLAlchemyError as e:
+        print(f"cannot read {display_url(url)}: {type(e).__name__}", file=sys.stderr)
+        return 1
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_report(report))
+    return 0
+
+
+def healthcheck() -> int:
+    import urllib.request
+
+    settings = settings_or_exit()
+    host = str(settings["HOST"])
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{settings['PORT']}/healthz", timeout=3) as response:
+            return 0 if response.status == 200 else 1
+    except OSError as e:
+        print(f"unhealthy: {e}", file=sys.stderr)
+        return 1
+
+
+def print_audit_hash(patient_id: str) -> int:
+    from .audit import AuditKey
+
+    key = str(settings_or_exit()["AUDIT_KEY"])
+    if not key:
+        print("VCF_CDS_AUDIT_KEY is not set: the hashes in the audit log cannot be reproduced.", file=sys.stderr)
+        return 1
+    audit_key = AuditKey.from_setting(key)
+    print(f"{audit_key.hash(patient_id)}  (key id {audit_key.key_id})")
+    return 0
 
 
 def run_replay(paths: Sequence[str], service: str | None, now: str | None, as_json: bool) -> int:

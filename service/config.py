@@ -21,6 +21,7 @@ class Setting:
     default: Any
     parse: Callable[[str], Any]
     doc: str
+    secret: bool = False  # never echoed in error messages
 
 
 def _list(value: str) -> list[str]:
@@ -44,6 +45,13 @@ def _public_url(value: str) -> str:
     if url and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
         raise ValueError("expected an absolute http(s) URL without query or fragment, e.g. https://cds.example.org")
     return url
+
+
+def _secret(value: str) -> str:
+    # A short key makes the patient-id hashes guessable by brute force over plausible MRNs
+    if value and len(value) < 32:
+        raise ValueError("use at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -74,6 +82,24 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "folder the card viewer lists fixtures from; empty = `fixtures/` beside the package (a source checkout)",
     ),
+    Setting(
+        "AUDIT_KEY",
+        "",
+        _secret,
+        "HMAC-SHA256 key (≥ 32 characters, e.g. `openssl rand -hex 32`) for the patient-id hash of the audit "
+        "log; unset: a random key per start, allowed on loopback only",
+        secret=True,
+    ),
+    Setting(
+        "FEEDBACK_COMMENTS",
+        False,
+        _bool,
+        "`on` stores the clinician's free-text override comment (it may hold PHI); off: only whether one was given",
+    ),
+    Setting("HOST", "127.0.0.1", str, "address `vcf-cds serve` binds (`0.0.0.0` in the container)"),
+    Setting("PORT", 8080, int, "port `vcf-cds serve` listens on (and `vcf-cds healthcheck` probes)"),
+    Setting("WORKERS", 2, int, "gunicorn worker processes of `vcf-cds serve`"),
+    Setting("THREADS", 4, int, "threads per gunicorn worker (gthread)"),
 )
 
 
@@ -89,5 +115,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
             values[s.name] = s.parse(raw)
         except ValueError as e:
-            raise ValueError(f"{PREFIX}{s.name}={raw!r} is not valid: {e}") from e
+            shown = "(hidden)" if s.secret else repr(raw)
+            raise ValueError(f"{PREFIX}{s.name}={shown} is not valid: {e}") from None
     return values

@@ -59,6 +59,12 @@ class UnsupportedMediaTypeError(ServiceError):
     status, issue_code = 415, "not-supported"
 
 
+class ServiceUnavailableError(ServiceError):
+    """The database (audit, feedback) cannot take the write the answer depends on; retry later."""
+
+    status, issue_code = 503, "transient"
+
+
 def operation_outcome(code: str, diagnostics: str, expression: list[str] | None = None) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": "error", "code": code, "diagnostics": diagnostics}
     if expression:

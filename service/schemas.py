@@ -62,7 +62,7 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
     try:
         request: dict[str, Any] = HookRequestSchema().load(body)
     except ValidationError as e:
-        raise _invalid(e, "") from None
+        raise validation_error(e, "") from None
     if request["hook"] != hook:
         raise BadRequestError(
             f"This service answers the '{hook}' hook, not '{request['hook'][:60]}'.", expression=["hook"]
@@ -70,15 +70,16 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
     try:
         request["context"] = CONTEXT_SCHEMAS[hook]().load(request["context"])
     except ValidationError as e:
-        raise _invalid(e, "context") from None
+        raise validation_error(e, "context") from None
     # Some EHRs send "Patient/123" where the spec has "123"
     request["context"]["patientId"] = request["context"]["patientId"].removeprefix("Patient/")
     return request
 
 
-def _invalid(error: ValidationError, prefix: str) -> BadRequestError:
+def validation_error(error: ValidationError, prefix: str, what: str = "CDS Hooks request") -> BadRequestError:
+    """A 400 naming every invalid field (dotted paths, also in ``expression``)."""
     return BadRequestError(
-        "Invalid CDS Hooks request: " + _flatten(error.messages, prefix),
+        f"Invalid {what}: " + _flatten(error.messages, prefix),
         expression=sorted(_paths(error.messages, prefix)),
     )
 

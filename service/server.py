@@ -1,16 +1,29 @@
-"""``vcf-cds serve``: the production server (gunicorn) around ``create_app``."""
+"""``vcf-cds serve``: the production server (gunicorn, gthread workers) around ``create_app``.
+
+Before any worker starts, the master: checks the audit key policy, migrates the database schema
+once, and prepares Prometheus multiprocess mode. Logs are JSON lines; the access log has method,
+path (never the query string), status, size and time, and no bodies. SIGTERM (``docker stop``)
+is a graceful shutdown: workers finish their requests within ``graceful_timeout``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
+from . import logs
 from .auth import IssuerConfigError, is_loopback, load_issuers
-from .config import load_settings
+from .config import PREFIX, load_settings
 from .cors import parse_origins
 
 log = logging.getLogger("vcf_cds.server")
@@ -28,6 +41,54 @@ AUTHENTICATION IS OFF (VCF_CDS_AUTH=off): /cds-services on {{bind}} accepts
 unauthenticated calls from anyone who can reach it. Never with real patient data.
 {RULE}"""
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the variable prometheus-client reads (see metrics.py)
+GRACEFUL_SECONDS = 20  # docker stop waits 10 s by default: docker-compose.yml sets stop_grace_period 30s
+# settings newer gunicorn versions have and older ones lack: set only where known
+OPTIONAL = {"control_socket_disable"}
+
+
+class JsonLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logs as JSON lines; the access line built from fields, never from the raw URI."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                if getattr(handler, "_gunicorn", False):
+                    handler.setFormatter(logs.JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        self.access_log.info(
+            "request",
+            extra={
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),  # RAW_URI would carry the query string
+                "status": int(status),
+                "bytes": getattr(resp, "sent", None),
+                "durationMs": round(request_time.total_seconds() * 1000, 1),
+                "remote": environ.get("REMOTE_ADDR"),
+            },
+        )
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    # prometheus_client directly, not service.metrics: importing that would make the master
+    # create sample files of its own
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    # close pooled database connections cleanly instead of dropping them with the process
+    database = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("vcf_cds_db")
+    if database is not None:
+        database.engine.dispose()
+
 
 class Server(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: dict[str, Any]):
@@ -36,11 +97,14 @@ class Server(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
+            if key in OPTIONAL and key not in self.cfg.settings:
+                continue
             self.cfg.set(key, value)
 
     def load(self) -> Any:
         from . import create_app
 
+        logs.configure(str(load_settings()["LOG_LEVEL"]))
         return create_app()
 
 
@@ -78,28 +142,104 @@ def check_startup(host: str, port: int, settings: Mapping[str, Any]) -> str | No
     return None
 
 
+def gunicorn_options(host: str, port: int, workers: int, threads: int, log_level: str) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bind": bind_address(host, port),
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "graceful_timeout": GRACEFUL_SECONDS,
+        "timeout": 30,
+        "keepalive": 5,  # behind a load balancer whose idle timeout is longer than gunicorn's default 2 s
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": log_level.lower(),
+        "logger_class": JsonLogger,
+        "proc_name": "vcf-cds",
+        "child_exit": _child_exit,
+        "worker_exit": _worker_exit,
+        # no control socket: it lands in $HOME and two servers on one machine would share it
+        "control_socket_disable": True,
+    }
+    if Path("/dev/shm").is_dir():
+        options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off the container's overlay filesystem
+    return options
+
+
+def prepare_metrics_dir() -> str | None:
+    """Point prometheus-client's multiprocess mode at an empty folder; the folder we made, if any."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # samples of a previous run would be added to this one's
+            stale.unlink()
+        return None
+    made = tempfile.mkdtemp(prefix="vcf-cds-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made
+
+
+def check_audit_key(host: str) -> str | None:
+    """None if serving may go on (making a shared key when unset on loopback), else why not."""
+    if os.environ.get(PREFIX + "AUDIT_KEY"):
+        return None
+    if not is_loopback(host):
+        return (
+            f"{PREFIX}AUDIT_KEY is not set. On {host} the service keeps an audit log that must stay searchable "
+            f"by patient: set {PREFIX}AUDIT_KEY to a secret of 32+ characters (openssl rand -hex 32), keep it "
+            "safe and the same across restarts."
+        )
+    # one key for every worker of this run (they inherit the environment), lost when the server stops
+    os.environ[PREFIX + "AUDIT_KEY"] = secrets.token_hex(32)
+    log.warning(
+        "%sAUDIT_KEY is not set: the audit log hashes patient ids with a random key that is lost when the "
+        "server stops, so those rows can never be matched to a patient. Fine for development on loopback; "
+        "set %sAUDIT_KEY anywhere else.",
+        PREFIX,
+        PREFIX,
+    )
+    return None
+
+
 def run(host: str, port: int, workers: int, threads: int) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import create_db_engine, display_url, migrate
+
     try:
         settings = load_settings()
         parse_origins(list(settings["CORS_ORIGINS"]))
     except ValueError as e:
         print(f"vcf-cds serve: {e}", file=sys.stderr)
         return 2
-    problem = check_startup(host, port, settings)
-    if problem:
-        print(f"vcf-cds serve: {problem}", file=sys.stderr)
+    logs.configure(str(settings["LOG_LEVEL"]))
+    refusal = check_startup(host, port, settings) or check_audit_key(host)
+    if refusal:
+        log.error(refusal)
+        print(f"vcf-cds serve: {refusal}", file=sys.stderr)
         return 2
-    Server(
-        {
-            "bind": bind_address(host, port),
-            "workers": workers,
-            "threads": threads,
-            "worker_class": "gthread",
-            "graceful_timeout": 20,
-            "timeout": 30,
-            "accesslog": "-",
-            # no query strings, no bodies: request line without "?…" is %(U)s
-            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
-        }
-    ).run()
+    url = str(settings["DATABASE_URL"])
+    try:
+        engine = create_db_engine(url)
+    except (SQLAlchemyError, ValueError) as e:
+        log.error("VCF_CDS_DATABASE_URL is not a database URL SQLAlchemy can use (%s)", type(e).__name__)
+        return 1
+    try:
+        migrate(engine)  # once, in the master: workers then find the schema current
+    except SQLAlchemyError as e:
+        # the driver's message (connection refused, authentication failed…) holds no record data here
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0][:300]
+        log.error("cannot prepare the database %s: %s: %s", display_url(url), type(e).__name__, reason)
+        return 1
+    finally:
+        engine.dispose()
+    owned = prepare_metrics_dir()
+    master = os.getpid()
+    try:
+        Server(gunicorn_options(host, port, workers, threads, str(settings["LOG_LEVEL"]))).run()
+    finally:
+        # workers are forked inside run() and leave through here too: only the master cleans up
+        if owned and os.getpid() == master:
+            shutil.rmtree(owned, ignore_errors=True)
     return 0

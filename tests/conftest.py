@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
+from service.db import create_db_engine, migrate
 from service.pipeline import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +27,9 @@ SHARED = ROOT.parent / "shared"
 CONFORMANCE = ROOT / "tests" / "data" / "cds-hooks"
 # A non-UTC offset catches code that mixes naive and aware times or assumes UTC
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
+TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef0123456789abcdef"
+# scripts/test starts a throwaway PostgreSQL and sets this; unset, the PostgreSQL variants skip
+POSTGRES_URL = os.environ.get("VCF_CDS_TEST_POSTGRES_URL", "")
 
 
 @pytest.fixture(autouse=True)
@@ -58,17 +64,70 @@ def counter_uuids() -> Any:
     return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
 
 
-@pytest.fixture
-def app(engine: Engine, tmp_path: Path) -> Iterator[Flask]:
-    yield create_app(
+def make_app(engine: Engine, database_url: str, **overrides: Any) -> Flask:
+    return create_app(
         {
             "TESTING": True,
             "ENGINE": engine,
             "CLOCK": lambda: NOW,
             "NEW_UUID": counter_uuids(),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}",
+            "DATABASE_URL": database_url,
+            "AUDIT_KEY": TEST_AUDIT_KEY,
+            **overrides,
         }
     )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test: faster than migrating a new one each time."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    db_engine = create_db_engine(f"sqlite:///{path}")
+    migrate(db_engine)
+    db_engine.dispose()
+    return path
+
+
+@pytest.fixture
+def app(engine: Engine, tmp_path: Path, sqlite_template: Path) -> Iterator[Flask]:
+    shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
+    app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}")
+    yield app
+    app.extensions["vcf_cds_db"].engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind: a new SQLite file, or a new schema in the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite3'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("VCF_CDS_TEST_POSTGRES_URL is unset: PostgreSQL variant skipped (scripts/test sets it)")
+    from sqlalchemy import make_url
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_db_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture
+def db_app(engine: Engine, database_url: str) -> Iterator[Flask]:
+    """The app on SQLite and on PostgreSQL (each test using it runs twice)."""
+    app = make_app(engine, database_url)
+    yield app
+    app.extensions["vcf_cds_db"].engine.dispose()
+
+
+@pytest.fixture
+def db_client(db_app: Flask) -> FlaskClient:
+    return db_app.test_client()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from flask.testing import FlaskClient
 
@@ -44,3 +45,24 @@ def test_readme_explains_authentication() -> None:
     section = README.split("## Authentication and CORS")[1].split("\n## ")[0]
     for topic in ("PyJWT", "trusted-issuer file", "several workers or replicas", "CDS Hooks sandbox", "CORS"):
         assert topic in section, topic
+
+
+def test_every_variable_read_anywhere_is_a_declared_setting() -> None:
+    # os.environ reads outside config.py, the Dockerfile and the compose file must not invent settings
+    declared = {PREFIX + s.name for s in SETTINGS}
+    sources = [*(ROOT / "service").rglob("*.py"), ROOT / "Dockerfile", ROOT / "docker-compose.yml"]
+    used = {name for path in sources for name in re.findall(r"\bVCF_CDS_[A-Z0-9_]+\b", path.read_text())}
+    assert "VCF_CDS_AUDIT_KEY" in used and "VCF_CDS_DATABASE_URL" in used  # the scan sees them
+    assert used - declared == set()
+    assert [name for name in used if f"`{name}`" not in README] == []
+
+
+def test_test_only_variables_are_documented() -> None:
+    scripts = " ".join(p.read_text() for p in (ROOT / "scripts").iterdir())
+    for name in set(re.findall(r"\bVCF_CDS_[A-Z0-9_]+\b", scripts)):
+        assert f"`{name}" in README, name
+
+
+def test_readme_has_the_product_sections() -> None:
+    for section in ("## Install", "## Run\n", "## Test", "## Configure", "## Run in containers", "## Services"):
+        assert section in README, section

@@ -16,6 +16,15 @@ def _412(client: FlaskClient) -> Any:
     return client.post("/cds-services/vcf-patient-view", json=body)
 
 
+def _503(client: FlaskClient) -> Any:
+    # readiness with the database gone: the one 503 reachable without monkeypatching
+    from service.db import Database
+
+    client.application.extensions["vcf_cds_db"].engine.dispose()
+    client.application.extensions["vcf_cds_db"] = Database("postgresql://u:p@127.0.0.1:1/x?connect_timeout=1")
+    return client.get("/readyz")
+
+
 CASES = {
     400: lambda c: c.post("/cds-services/vcf-patient-view", data=b"{not json", content_type="application/json"),
     404: lambda c: c.post("/cds-services/no-such-service", json={}),
@@ -25,6 +34,7 @@ CASES = {
         "/cds-services/vcf-patient-view", data=b"[" + b" " * (11 * 1024 * 1024) + b"]", content_type="application/json"
     ),
     415: lambda c: c.post("/cds-services/vcf-patient-view", data=b"hook=x", content_type="text/plain"),
+    503: _503,
 }
 
 

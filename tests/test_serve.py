@@ -14,8 +14,10 @@ from service.cli import main
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
     """Stands in for gunicorn: records the options it would have run with."""
+    monkeypatch.setenv("VCF_CDS_AUDIT_KEY", "k" * 32)  # off loopback the audit key is required too
+    monkeypatch.setenv("VCF_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'serve.sqlite3'}")
     runs: list[dict[str, Any]] = []
     monkeypatch.setattr(server.Server, "run", lambda self: runs.append(self.options))
     return runs

@@ -1,0 +1,98 @@
+"""The schema: migrations create exactly the tables the code declares, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, select
+
+from service.db import (
+    Database,
+    audit_log,
+    create_db_engine,
+    display_url,
+    has_schema,
+    metadata,
+    migrate,
+    schema_revision,
+)
+
+
+def test_migrations_build_the_declared_schema(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    try:
+        assert not has_schema(engine)
+        migrate(engine)
+        migrate(engine)  # a second start finds it current and changes nothing
+        current, head = schema_revision(engine)
+        assert current == head and head
+        with engine.connect() as connection:
+            drift = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert drift == [], "service/db.py and service/migrations disagree: write a migration"
+    finally:
+        engine.dispose()
+
+
+def test_times_come_back_aware_utc(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    migrate(engine)
+    local = datetime(2026, 6, 15, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=-4)))
+    row = {"service": "s", "rules_version": "r", "status": 200, "duration_ms": 1.0, "cards": 0}
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(audit_log).values(at=local, **row))
+        with engine.connect() as connection:
+            stored = connection.execute(select(audit_log.c.at)).scalar_one()
+        assert stored == local and stored.utcoffset() == timedelta(0)
+        with engine.begin() as connection, pytest.raises(Exception, match="naive"):
+            connection.execute(insert(audit_log).values(at=datetime(2026, 1, 1), **row))
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_commits_are_durable(tmp_path: object) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path}/durable.sqlite3")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
+
+
+def test_sqlite_file_folder_is_created(tmp_path: object) -> None:
+    database = Database(f"sqlite:///{tmp_path}/new/folder/db.sqlite3")
+    migrate(database.engine)
+    assert database.check() is None and database.persistent
+    database.engine.dispose()
+    assert not Database("sqlite://").persistent
+
+
+def test_plain_postgresql_url_means_psycopg3() -> None:
+    engine = create_db_engine("postgresql://u:secret@db.example/x")
+    assert engine.dialect.driver == "psycopg"
+    assert "secret" not in display_url("postgresql://u:secret@db.example/x")
+
+
+def test_check_names_an_unmigrated_or_unreachable_database(tmp_path: object) -> None:
+    fresh = Database(f"sqlite:///{tmp_path}/fresh.sqlite3")
+    assert "schema at nothing" in (fresh.check() or "")
+    fresh.engine.dispose()
+    gone = Database("postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=1")
+    problem = gone.check() or ""
+    assert problem.startswith("database unreachable") and "pw" not in problem
+
+
+def test_processes_starting_together_migrate_once(database_url: str) -> None:
+    # several containers (or gunicorn masters) starting on a fresh database at the same moment
+    probe = "import sys; from service.db import create_db_engine, migrate; migrate(create_db_engine(sys.argv[1]))"
+    starters = [subprocess.Popen([sys.executable, "-c", probe, database_url], stderr=subprocess.PIPE) for _ in range(2)]
+    errors = [p.communicate(timeout=60)[1].decode() for p in starters]
+    assert [p.returncode for p in starters] == [0, 0], errors
+    engine = create_db_engine(database_url)
+    current, head = schema_revision(engine)
+    engine.dispose()
+    assert current == head
