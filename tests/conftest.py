@@ -48,10 +48,12 @@ def fhir_mock() -> Iterator[responses.RequestsMock]:
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # the developer's own VCF_CDS_* settings (trusted issuers, CORS...) must not leak into tests
-    for name in [n for n in os.environ if n.startswith("VCF_CDS_")]:
+    for name in [n for n in os.environ if n.startswith("VCF_CDS_") and n != "VCF_CDS_TEST_POSTGRES_URL"]:
         monkeypatch.delenv(name)
+    # an app a test makes without naming a database gets a throwaway one, not ./vcf-cds.sqlite3
+    monkeypatch.setenv("VCF_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'default.sqlite3'}")
 
 
 @pytest.fixture(scope="session")
