@@ -1,0 +1,53 @@
+"""Every field the normaliser reads, broken every way: facts or InvalidResourceError, nothing else.
+
+A table, not a sample: each seed resource x each path it reads x each hostile value (and deletion).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.decide import decide
+from service.errors import InvalidResourceError
+from service.normalize import normalize
+from service.pipeline import Engine
+from service.render import CardContext, cards_for
+
+from cds_rules import card_problems
+from conftest import NOW, counter_uuids
+from records import PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
+
+CASES = [(seed, path) for seed in [PATIENT, *SEEDS] for path in READ_PATHS[seed["resourceType"]]]
+
+
+def _evaluate(engine: Engine, patient: dict[str, Any], resources: list[Any]) -> None:
+    """normalize → decide → render; only InvalidResourceError may escape."""
+    try:
+        facts = normalize(patient, resources, terminology=engine.terminology, now=NOW)
+    except InvalidResourceError:
+        return
+    for card in cards_for(decide(facts), CardContext("p1", "Practitioner/1", counter_uuids(), facts.ignored)):
+        assert card_problems(card) == []
+
+
+@pytest.mark.parametrize(
+    ("seed", "path"), CASES, ids=[f"{s['resourceType']}/{s['id']}:{'.'.join(map(str, p))}" for s, p in CASES]
+)
+def test_a_broken_field_never_escapes_as_another_error(engine: Engine, seed: dict[str, Any], path: Any) -> None:
+    variants = [replace_at(seed, path, value) for value in WRONG_VALUES] + [delete_at(seed, path)]
+    if seed["resourceType"] == "Patient":
+        for variant in variants:
+            _evaluate(engine, variant, [VCF])
+    elif seed["resourceType"] == "Condition":  # an invalid Condition stops the call: one at a time
+        for variant in variants:
+            _evaluate(engine, PATIENT, [VCF, variant])
+    else:  # other resources are ignored when invalid: all variants in one record
+        _evaluate(engine, PATIENT, [VCF, *variants])
+
+
+@pytest.mark.parametrize("value", WRONG_VALUES + [[[[]]], "Observation"], ids=repr)
+def test_an_entry_that_is_not_a_resource_is_skipped(engine: Engine, value: Any) -> None:
+    facts = normalize(PATIENT, [VCF, value, {"resourceType": value}], terminology=engine.terminology, now=NOW)
+    assert [f.ref for f in facts.fractures] == ["Condition/c-vcf"]
