@@ -108,6 +108,8 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
         model.model_validate(resource)
     except (ValidationError, ValueError, TypeError) as e:
         raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
+    except RecursionError:  # the models validate nested elements recursively
+        raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
 
 
 def _describe(error: Exception) -> str:

@@ -17,7 +17,7 @@ from service.render import CardContext, cards_for
 
 from cds_rules import card_problems
 from conftest import NOW, counter_uuids
-from records import PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
+from records import CONDITIONS, PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
 
 CASES = [(seed, path) for seed in [PATIENT, *SEEDS] for path in READ_PATHS[seed["resourceType"]]]
 
@@ -51,3 +51,33 @@ def test_a_broken_field_never_escapes_as_another_error(engine: Engine, seed: dic
 def test_an_entry_that_is_not_a_resource_is_skipped(engine: Engine, value: Any) -> None:
     facts = normalize(PATIENT, [VCF, value, {"resourceType": value}], terminology=engine.terminology, now=NOW)
     assert [f.ref for f in facts.fractures] == ["Condition/c-vcf"]
+
+
+def nested_extension(depth: int) -> list[dict[str, Any]]:
+    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": "x"}
+    for _ in range(depth):
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    return [extension]
+
+
+@pytest.mark.parametrize("depth", [50, 400])
+def test_a_deeply_nested_condition_is_invalid_not_a_crash(engine: Engine, depth: int) -> None:
+    deep = {**VCF, "extension": nested_extension(depth)}
+    try:
+        facts = normalize(PATIENT, [deep], terminology=engine.terminology, now=NOW)
+    except InvalidResourceError as e:
+        assert depth == 400 and "Condition/c-vcf" in e.diagnostics
+    else:
+        assert depth == 50 and len(facts.fractures) == 1
+
+
+def test_a_deeply_nested_patient_is_invalid_not_a_crash(engine: Engine) -> None:
+    with pytest.raises(InvalidResourceError, match="nested too deeply"):
+        normalize({**PATIENT, "extension": nested_extension(400)}, [VCF], terminology=engine.terminology, now=NOW)
+
+
+def test_a_deeply_nested_observation_is_ignored_and_said(engine: Engine) -> None:
+    deep = {**SEEDS[len(CONDITIONS)], "extension": nested_extension(400)}
+    facts = normalize(PATIENT, [VCF, deep], terminology=engine.terminology, now=NOW)
+    assert "pain" not in facts.readings
+    assert facts.ignored == ("Observation/o-nrs is nested too deeply to be valid FHIR R4 Observation",)
