@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from .errors import InvalidResourceError
 from .facts import Facts, Finding, Fracture, Reading
 from .fhirtime import parse_fhir_datetime
+from .redact import safe_id, safe_name
 from .terminology import ICD10_CM, Terminology
 
 VCF_KINDS = {
@@ -103,7 +104,7 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
     try:
         model = get_fhir_model_class(str(resource_type))
     except (KeyError, ValueError, AttributeError):
-        raise InvalidResourceError(f"{what} has unknown resourceType {str(resource_type)[:40]!r}") from None
+        raise InvalidResourceError(f"{what} has unknown resourceType '{safe_name(resource_type)}'") from None
     try:
         model.model_validate(resource)
     except (ValidationError, ValueError, TypeError) as e:
@@ -112,11 +113,56 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
         raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
 
 
+# pydantic messages of these kinds quote the schema (types, patterns, limits), never the input
+_QUIET_ERRORS = frozenset(
+    {
+        "missing",
+        "extra_forbidden",
+        "string_type",
+        "int_type",
+        "float_type",
+        "bool_type",
+        "list_type",
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
+        "decimal_type",
+        "int_parsing",
+        "float_parsing",
+        "bool_parsing",
+        "decimal_parsing",
+        "int_from_float",
+        "finite_number",
+        "literal_error",
+        "enum",
+        "string_pattern_mismatch",
+        "string_too_short",
+        "string_too_long",
+        "too_short",
+        "too_long",
+        "less_than",
+        "less_than_equal",
+        "greater_than",
+        "greater_than_equal",
+        "value_error",
+        "json_invalid",
+        "json_type",
+    }
+)
+
+
 def _describe(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        parts = [".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in error.errors()[:3]]
-        return "; ".join(parts)
-    return type(error).__name__
+    if not isinstance(error, ValidationError):
+        return type(error).__name__
+    parts = []
+    for err in error.errors()[:3]:
+        where = ".".join(safe_name(p) for p in err["loc"])
+        what = err["msg"] if err["type"] in _QUIET_ERRORS else err["type"]
+        data = err.get("input")
+        if isinstance(data, str) and len(data) > 3 and data in what:  # a validator quoted the value after all
+            what = err["type"]
+        parts.append(f"{where}: {what}")
+    return "; ".join(parts)
 
 
 def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
@@ -175,8 +221,7 @@ class _Reader:
             handler(self, resource)
 
     def ref(self, resource: dict[str, Any]) -> str:
-        rid = resource.get("id")
-        return f"{resource['resourceType']}/{rid if isinstance(rid, str) else '?'}"
+        return f"{resource['resourceType']}/{safe_id(resource.get('id'))}"
 
     def valid(self, resource: dict[str, Any]) -> bool:
         """Validate a resource the decision uses; an invalid one is ignored and said on the card."""

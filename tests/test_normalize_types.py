@@ -17,17 +17,19 @@ from service.render import CardContext, cards_for
 
 from cds_rules import card_problems
 from conftest import NOW, counter_uuids
-from records import CONDITIONS, PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
+from records import CANARY, CONDITIONS, PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
 
 CASES = [(seed, path) for seed in [PATIENT, *SEEDS] for path in READ_PATHS[seed["resourceType"]]]
 
 
 def _evaluate(engine: Engine, patient: dict[str, Any], resources: list[Any]) -> None:
-    """normalize → decide → render; only InvalidResourceError may escape."""
+    """normalize → decide → render; only InvalidResourceError may escape, and it names no value."""
     try:
         facts = normalize(patient, resources, terminology=engine.terminology, now=NOW)
-    except InvalidResourceError:
+    except InvalidResourceError as e:
+        assert CANARY not in e.diagnostics
         return
+    assert all(CANARY not in reason for reason in facts.ignored)
     for card in cards_for(decide(facts), CardContext("p1", "Practitioner/1", counter_uuids(), facts.ignored)):
         assert card_problems(card) == []
 
@@ -54,7 +56,7 @@ def test_an_entry_that_is_not_a_resource_is_skipped(engine: Engine, value: Any) 
 
 
 def nested_extension(depth: int) -> list[dict[str, Any]]:
-    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": "x"}
+    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": CANARY}
     for _ in range(depth):
         extension = {"url": "http://example.org/x", "extension": [extension]}
     return [extension]
@@ -66,7 +68,7 @@ def test_a_deeply_nested_condition_is_invalid_not_a_crash(engine: Engine, depth:
     try:
         facts = normalize(PATIENT, [deep], terminology=engine.terminology, now=NOW)
     except InvalidResourceError as e:
-        assert depth == 400 and "Condition/c-vcf" in e.diagnostics
+        assert depth == 400 and "Condition/c-vcf" in e.diagnostics and CANARY not in e.diagnostics
     else:
         assert depth == 50 and len(facts.fractures) == 1
 
@@ -81,3 +83,13 @@ def test_a_deeply_nested_observation_is_ignored_and_said(engine: Engine) -> None
     facts = normalize(PATIENT, [VCF, deep], terminology=engine.terminology, now=NOW)
     assert "pain" not in facts.readings
     assert facts.ignored == ("Observation/o-nrs is nested too deeply to be valid FHIR R4 Observation",)
+
+
+@pytest.mark.parametrize(
+    ("field", "shown"),
+    [("valueBolean", "valueBolean"), (f"{CANARY} born 1950-03-02", "…"), ("a" * 65, "…"), ("x\r\n| y", "…")],
+)
+def test_an_unknown_field_is_named_only_when_it_looks_like_a_name(engine: Engine, field: str, shown: str) -> None:
+    bad = {**SEEDS[len(CONDITIONS)], field: True}
+    (reason,) = normalize(PATIENT, [VCF, bad], terminology=engine.terminology, now=NOW).ignored
+    assert reason == f"Observation/o-nrs is not valid FHIR R4 Observation: {shown}: Extra inputs are not permitted"
