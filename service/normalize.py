@@ -107,10 +107,10 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
         raise InvalidResourceError(f"{what} has unknown resourceType '{safe_name(resource_type)}'") from None
     try:
         model.model_validate(resource)
-    except (ValidationError, ValueError, TypeError) as e:
-        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
     except RecursionError:  # the models validate nested elements recursively
         raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
+    except Exception as e:  # fhir.resources also raises KeyError, TypeError… on malformed input
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
 
 
 # pydantic messages of these kinds quote the schema (types, patterns, limits), never the input
@@ -153,7 +153,7 @@ _QUIET_ERRORS = frozenset(
 
 def _describe(error: Exception) -> str:
     if not isinstance(error, ValidationError):
-        return type(error).__name__
+        return f"the validator failed ({type(error).__name__})"  # its text may quote the input
     parts = []
     for err in error.errors()[:3]:
         where = ".".join(safe_name(p) for p in err["loc"])

@@ -140,6 +140,7 @@ READ_PATHS: dict[str, list[Path]] = {
     "Condition": _COMMON
     + _CODE
     + [
+        ("contained",),
         ("clinicalStatus",),
         ("clinicalStatus", "coding"),
         ("clinicalStatus", "coding", 0, "code"),
@@ -194,6 +195,7 @@ READ_PATHS: dict[str, list[Path]] = {
         ("contained", 0),
         ("contained", 0, "id"),
         ("contained", 0, "code"),
+        ("contained", 0, "resourceType"),
     ],
     "AllergyIntolerance": _COMMON
     + _CODE
@@ -236,6 +238,8 @@ WRONG_VALUES: list[Any] = [
     {},
     {"coding": {"code": CANARY}},
     {"value": CANARY},
+    {"resourceType": CANARY},
+    [{"resourceType": "Nonexistent", "id": "x"}],
 ]
 
 

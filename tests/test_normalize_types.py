@@ -93,3 +93,12 @@ def test_an_unknown_field_is_named_only_when_it_looks_like_a_name(engine: Engine
     bad = {**SEEDS[len(CONDITIONS)], field: True}
     (reason,) = normalize(PATIENT, [VCF, bad], terminology=engine.terminology, now=NOW).ignored
     assert reason == f"Observation/o-nrs is not valid FHIR R4 Observation: {shown}: Extra inputs are not permitted"
+
+
+def test_a_contained_resource_of_unknown_type_makes_its_container_invalid(engine: Engine) -> None:
+    contained = [{"resourceType": "Nonexistent", "id": "x"}]
+    with pytest.raises(InvalidResourceError, match=r"^Condition/c-vcf is not valid FHIR R4 Condition: the validator"):
+        normalize(PATIENT, [{**VCF, "contained": contained}], terminology=engine.terminology, now=NOW)
+    bad_pain = {**SEEDS[len(CONDITIONS)], "contained": contained}
+    facts = normalize(PATIENT, [VCF, bad_pain], terminology=engine.terminology, now=NOW)
+    assert "pain" not in facts.readings and facts.ignored[0].startswith("Observation/o-nrs is not valid")
