@@ -102,6 +102,16 @@ def test_patient_id_with_resource_prefix_is_accepted(client: FlaskClient) -> Non
     assert call(client, body).status_code == 200
 
 
+@pytest.mark.parametrize("patient_id", ["Patient/", "", " ", "p1 ", "a b", "p1&_include=*", "../Observation", "é"])
+def test_patient_id_must_be_a_fhir_id(client: FlaskClient, patient_id: str) -> None:
+    # it is substituted into prefetch queries (Condition?patient=…) and card references (Patient/…)
+    body = request(condition("c1", ICD10CM, "M80.08XA"), patientId=patient_id)
+    del body["prefetch"]["patient"]["id"]
+    response = call(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["context.patientId"]
+
+
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
