@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
-from .errors import BadRequestError, UnsupportedMediaTypeError
+from .errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from .pipeline import Engine
 
 bp = Blueprint("hooks", __name__)
@@ -27,6 +27,10 @@ def read_json_body() -> Any:
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaTypeError("Send the request as JSON (Content-Type: application/json).")
     raw = request.get_data(cache=False)  # Werkzeug enforces MAX_CONTENT_LENGTH (413)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # a body without Content-Length (chunked) is cut at the limit without an error: refuse it
+        raise PayloadTooLargeError("The request body is larger than this service accepts (VCF_CDS_MAX_BODY).")
     if not raw.strip():
         raise BadRequestError("The request body is empty; a CDS Hooks request (JSON object) is expected.")
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
+import orjson
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from builders import ICD10CM, bundle, condition, pain, request, vcf_extension
@@ -146,3 +149,29 @@ def test_invalid_observation_is_ignored_and_said_on_the_card(client: FlaskClient
     cards = call(client, request(condition("c1", ICD10CM, "M80.08XA"), bad)).get_json()["cards"]
     assert "Observation/o1" in cards[0]["detail"]
     assert "pain_score" in vcf_extension(cards[0])["missing"]
+
+
+def chunked_post(client: FlaskClient, data: bytes) -> Any:
+    """A body without Content-Length, as gunicorn hands it over (it decodes the chunks)."""
+    return client.post(
+        "/cds-services/vcf-patient-view",
+        input_stream=io.BytesIO(data),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_body_is_read(client: FlaskClient) -> None:
+    body = request(condition("c1", ICD10CM, "M80.08XA"))
+    assert chunked_post(client, orjson.dumps(body)).status_code == 200
+
+
+@pytest.mark.parametrize("tail", [b"", b"x"])
+def test_a_chunked_body_over_the_limit_is_413_not_cut(app: Flask, client: FlaskClient, tail: bytes) -> None:
+    # a valid request padded past the limit used to be cut to the limit and answered 200
+    valid = orjson.dumps(request(condition("c1", ICD10CM, "M80.08XA")))
+    padded = valid + b" " * (app.config["MAX_CONTENT_LENGTH"] - len(valid)) + tail
+    response = chunked_post(client, padded)
+    assert response.status_code == 413
+    assert response.get_json()["issue"][0]["code"] == "too-costly"
