@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
+from .body import read_body
 from .errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from .pipeline import Engine
 
@@ -23,10 +24,10 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def read_json_body() -> Any:
-    """The body as JSON: 415 if not JSON, 413 over the limit, 400 when malformed."""
+    """The body as JSON: 415 if not JSON, 413 over the limit, 408 when it arrives too slowly, 400 when malformed."""
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaTypeError("Send the request as JSON (Content-Type: application/json).")
-    raw = request.get_data(cache=False)  # Werkzeug enforces MAX_CONTENT_LENGTH (413)
+    raw = read_body(request, float(current_app.config["BODY_TIMEOUT"]))  # Werkzeug enforces MAX_CONTENT_LENGTH
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # a body without Content-Length (chunked) is cut at the limit without an error: refuse it
