@@ -98,3 +98,10 @@ def test_the_deadline_covers_the_whole_body(client: FlaskClient, app: Any) -> No
     response = post(client, Stream(VALID, None), FakeSocket(), len(VALID))
     assert response.status_code == 408
     assert "VCF_CDS_BODY_TIMEOUT" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_a_body_shorter_than_its_content_length_is_not_read_as_whole(client: FlaskClient) -> None:
+    # gunicorn's reader ends at EOF without an error: '{}' of a declared 100 bytes parsed as a request
+    response = post(client, Stream(VALID, None), FakeSocket(), len(VALID) + 1)
+    assert response.status_code == 400
+    assert "closed before the whole request body" in response.get_json()["issue"][0]["diagnostics"]
