@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from .errors import InvalidResourceError
 from .facts import Facts, Finding, Fracture, Reading
 from .fhirtime import parse_fhir_datetime
+from .jsontypes import wrong_json_types
 from .redact import safe_id, safe_name
 from .terminology import ICD10_CM, Terminology
 
@@ -111,6 +112,9 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
         raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
     except Exception as e:  # fhir.resources also raises KeyError, TypeError… on malformed input
         raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
+    wrong = wrong_json_types(resource)
+    if wrong:
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {'; '.join(wrong[:3])}")
 
 
 # pydantic messages of these kinds quote the schema (types, patterns, limits), never the input

@@ -175,3 +175,27 @@ def test_a_chunked_body_over_the_limit_is_413_not_cut(app: Flask, client: FlaskC
     response = chunked_post(client, padded)
     assert response.status_code == 413
     assert response.get_json()["issue"][0]["code"] == "too-costly"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("valueQuantity", {"value": "9"}), ("valueInteger", "9"), ("effectiveDateTime", 20260614)],
+)
+def test_an_observation_with_a_wrongly_typed_value_is_ignored_and_said(
+    client: FlaskClient, field: str, value: Any
+) -> None:
+    # fhir.resources accepts "9" for a number and 20260614 for a dateTime; it used to vanish unsaid
+    bad = pain("o2", 9, when="2026-06-14")
+    del bad["valueQuantity"]
+    bad[field] = value
+    cards = call(client, request(condition("c1", ICD10CM, "M80.08XA"), bad)).get_json()["cards"]
+    assert "Observation/o2 is not valid FHIR R4 Observation" in cards[0]["detail"]
+    assert "pain_score" in vcf_extension(cards[0])["missing"]
+
+
+@pytest.mark.parametrize("field", ["onsetDateTime", "recordedDate", "abatementDateTime"])
+def test_a_vcf_condition_with_a_numeric_date_is_400(client: FlaskClient, field: str) -> None:
+    bad = condition("c1", ICD10CM, "M80.08XA", **{field: 20260401})
+    response = call(client, request(bad))
+    assert response.status_code == 400
+    assert f"{field}: must be a string" in response.get_json()["issue"][0]["diagnostics"]
