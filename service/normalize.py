@@ -91,8 +91,8 @@ def normalize(
         birth_date=birth.date() if birth else None,
         fractures=tuple(reader.fractures),
         documented={k: tuple(v) for k, v in reader.documented.items()},
-        readings={k: tuple(sorted(v, key=lambda r: r.when)) for k, v in reader.readings.items()},
-        findings={k: tuple(sorted(v, key=_when_key)) for k, v in reader.findings.items()},
+        readings={k: tuple(sorted(v, key=_reading_order)) for k, v in reader.readings.items()},
+        findings={k: tuple(sorted(v, key=_finding_order)) for k, v in reader.findings.items()},
         hospital_encounters=tuple(reader.encounters),
         unavailable=frozenset(unavailable),
         ignored=tuple(reader.ignored),
@@ -173,8 +173,15 @@ def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
     return isinstance(value, str) and value in allowed
 
 
-def _when_key(f: Finding) -> datetime:
-    return f.when or datetime.min.replace(tzinfo=UTC)
+# Oldest first. Readings taken at the same moment are ordered by reference, then value, so the one
+# read as "latest" does not depend on the order the EHR listed them in.
+def _reading_order(r: Reading) -> tuple[datetime, str, float]:
+    return r.when, r.ref, r.value
+
+
+def _finding_order(f: Finding) -> tuple[datetime, str, int, float]:
+    present = {None: 0, False: 1, True: 2}[f.present]
+    return f.when or datetime.min.replace(tzinfo=UTC), f.ref, present, -1e308 if f.value is None else f.value
 
 
 def _items(value: Any) -> list[Any]:

@@ -44,3 +44,14 @@ def test_today_and_tomorrow_are_within_the_time_zone_grace(days_ahead: int, age:
     a = decide(facts(TODAY + timedelta(days=days_ahead)))
     assert a is not None and (a.row, a.fracture_age_days) == (10, age)
     assert not any("in the future" in n for n in a.notes)
+
+
+def test_fractures_of_the_same_date_give_the_same_answer_in_any_order() -> None:
+    exact = Fracture("Condition/c1", "osteoporotic", TODAY - timedelta(days=30), False, None)
+    estimated = Fracture("Condition/c2", "osteoporotic", TODAY - timedelta(days=30), True, None)
+    answers = [
+        decide(Facts(now=NOW, birth_date=date(1950, 3, 2), fractures=order))
+        for order in [(exact, estimated), (estimated, exact)]
+    ]
+    assert answers[0] is not None and answers[1] is not None
+    assert answers[0].notes == answers[1].notes == ()  # the exact onset wins: not "estimated"

@@ -19,10 +19,10 @@ from service.normalize import normalize
 from service.pipeline import Engine
 from service.render import CardContext, cards_for
 
-from builders import bundle, request
+from builders import ICD10CM, bundle, condition, finding, pain, request
 from cds_rules import card_problems
 from conftest import NOW, counter_uuids, examples
-from records import CANARY, SEEDS, VCF, VCF_PERIOD
+from records import CANARY, SEEDS, VCF, VCF_PERIOD, replace_at
 from strategies import ZONES, broken, irrelevant_resources, json_values, records
 
 ENGINE = Engine.load()  # hypothesis runs many examples per test: no function-scoped fixtures
@@ -120,6 +120,50 @@ def test_the_decision_is_deterministic_and_independent_of_order(record: Any, ran
     shuffled = [VCF, *resources]
     random.shuffle(shuffled)
     assert decision(decide(facts_of(patient, shuffled))) == decision(decide(first))
+
+
+SAME_TIMES = st.sampled_from(["2026-06-12", "2026-06-12T00:00:00-04:00", "2026-06-14T09:00:00Z"])
+
+
+@examples(100)
+@given(
+    st.lists(
+        st.builds(
+            lambda n, code, when, value: replace_at(
+                replace_at(pain(f"o{n}", 0, when=when), ("code", "coding", 0, "code"), code),
+                ("valueQuantity", "value"),
+                value,
+            ),
+            st.integers(min_value=0, max_value=99),
+            st.sampled_from(["72514-3", "38208-5", "6301-6", "777-3"]),
+            SAME_TIMES,
+            st.sampled_from([0.9, 1.6, 3, 4, 5, 8, 9, 45]),
+        ),
+        min_size=2,
+        max_size=5,
+        unique_by=lambda o: o["id"],
+    ),
+    st.lists(
+        st.builds(
+            lambda n, code, when, present: finding(f"f{n}", code, when=when, valueBoolean=present),
+            st.integers(min_value=0, max_value=99),
+            st.sampled_from(["point-tenderness", "marrow-edema", "neurologic-deficit"]),
+            SAME_TIMES,
+            st.booleans(),
+        ),
+        max_size=4,
+        unique_by=lambda o: o["id"],
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_readings_taken_at_the_same_moment_decide_the_same_in_any_order(
+    readings: list[Any], findings: list[Any], random: Any
+) -> None:
+    onsets = [condition("c1", ICD10CM, "M80.08XA", onset="2026-04-01"), VCF_PERIOD]
+    record = [*onsets, *readings, *findings]
+    first = decision(decide(facts_of(PATIENT_ADULT, record)))
+    random.shuffle(record)
+    assert decision(decide(facts_of(PATIENT_ADULT, record))) == first
 
 
 @examples(100)

@@ -155,7 +155,8 @@ def situate(facts: Facts) -> Situation:
     # an onset after tomorrow (1-day grace for time zones) is a wrong date: unknown, like no date
     latest_onset = now.date() + timedelta(days=1)
     onsets = [f for f in facts.fractures if f.onset is not None and f.onset <= latest_onset]
-    newest = max(onsets, key=lambda f: f.onset) if onsets else None  # type: ignore[arg-type,return-value]
+    # same newest date on several fractures: prefer an exact onset, then the reference (order-independent)
+    newest = max(onsets, key=lambda f: (f.onset, not f.onset_estimated, f.ref)) if onsets else None
     pathway = _pathway(facts, age)
     findings = facts.findings
     pain_readings = facts.readings.get("pain", ())
