@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+
+from .errors import operation_outcome
+
+_ISSUE_CODES = {400: "invalid", 403: "forbidden", 414: "too-costly", 431: "too-costly", 501: "not-supported"}
+
+
+def write_outcome(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's own error answers (bad request line, headers, framing) as our OperationOutcome.
+
+    Replaces ``gunicorn.util.write_error``, whose HTML page quotes the request line (it may carry a
+    query string): ``message`` is not repeated.
+    """
+    outcome = operation_outcome(_ISSUE_CODES.get(status, "exception"), f"{reason}: the HTTP request is malformed.")
+    body = orjson.dumps(outcome)
+    head = f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/fhir+json\r\n"
+    util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
 
 
 class Server(BaseApplication):  # type: ignore[misc]
@@ -18,6 +36,8 @@ class Server(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from . import create_app
+
+        util.write_error = write_outcome  # in the worker, which is where gunicorn writes them
 
         return create_app()
 

@@ -233,3 +233,26 @@ def test_a_body_shorter_than_its_content_length_is_400(server: Server) -> None:
         assert response.status == 400
         assert "closed before the whole request body" in response.read().decode()
     assert_still_serving(server, workers)
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"POST /cds-services/" + b"x" * 5000 + b"?name=SECRET HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"POST /cds-services/vcf-patient-view HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
+        (b"GARBAGE SECRET\r\n\r\n", 400),
+        (b"POST /cds-services/vcf-patient-view HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n", 400),
+        (b"POST /cds-services/vcf-patient-view HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ],
+    ids=["request line too long", "too many headers", "no request line", "two lengths", "unknown coding"],
+)
+def test_a_malformed_http_request_gets_an_outcome_too(server: Server, request_head: bytes, status: int) -> None:
+    # gunicorn answers these itself, before the application: an HTML page quoting the request line
+    workers = server.workers()
+    answer = exchange(server.port, request_head)
+    assert answer.status == status
+    assert answer.content_type == "application/fhir+json"
+    outcome = orjson.loads(answer.text)
+    assert outcome["resourceType"] == "OperationOutcome" and len(outcome["issue"]) == 1
+    assert outcome["issue"][0]["diagnostics"] and "SECRET" not in answer.text
+    assert_still_serving(server, workers)
