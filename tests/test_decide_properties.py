@@ -27,7 +27,7 @@ def context(f: Facts) -> CardContext:
     return CardContext("p1", "Practitioner/1", counter_uuids(), f.ignored)
 
 
-@examples(150)
+@examples(120)
 @given(facts())
 def test_decide_answers_a_row_of_the_table(f: Facts) -> None:
     a = decide(f)
@@ -45,7 +45,7 @@ def test_decide_answers_a_row_of_the_table(f: Facts) -> None:
     event(f"row {a.row}")
 
 
-@examples(150)
+@examples(120)
 @given(facts())
 def test_unknown_is_listed_and_never_reassuring(f: Facts) -> None:
     a = decide(f)
@@ -60,7 +60,7 @@ def test_unknown_is_listed_and_never_reassuring(f: Facts) -> None:
         assert a.fracture_age_days is not None  # a band needs a known fracture age
 
 
-@examples(100)
+@examples(80)
 @given(facts())
 def test_every_card_obeys_the_response_rules(f: Facts) -> None:
     a = decide(f)

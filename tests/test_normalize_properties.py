@@ -57,7 +57,7 @@ def decision(a: Assessment | None) -> Any:
     )
 
 
-@examples(200)
+@examples(150)
 @given(records())
 def test_normalize_raises_only_invalid_resource_error_and_quotes_no_value(record: Any) -> None:
     patient, resources = record
@@ -179,7 +179,7 @@ CONTEXT = ["patientId", "userId", "encounterId"]
 PREFETCH = ["patient", "conditions", "observations", "medications", "encounters", "allergies", "extra"]
 
 
-@examples(150)
+@examples(120)
 @given(
     st.dictionaries(st.sampled_from(ENVELOPE), json_values(), max_size=2),
     st.dictionaries(st.sampled_from(CONTEXT), json_values(), max_size=2),
