@@ -8,7 +8,7 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
 from .body import read_body
-from .errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from .errors import BadRequestError, UnsupportedMediaTypeError
 from .pipeline import Engine
 
 bp = Blueprint("hooks", __name__)
@@ -27,11 +27,7 @@ def read_json_body() -> Any:
     """The body as JSON: 415 if not JSON, 413 over the limit, 408 when it arrives too slowly, 400 when malformed."""
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaTypeError("Send the request as JSON (Content-Type: application/json).")
-    raw = read_body(request, float(current_app.config["BODY_TIMEOUT"]))  # Werkzeug enforces MAX_CONTENT_LENGTH
-    limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(raw) >= limit:
-        # a body without Content-Length (chunked) is cut at the limit without an error: refuse it
-        raise PayloadTooLargeError("The request body is larger than this service accepts (VCF_CDS_MAX_BODY).")
+    raw = read_body(request, float(current_app.config["BODY_TIMEOUT"]))  # 413 over MAX_CONTENT_LENGTH
     if not raw.strip():
         raise BadRequestError("The request body is empty; a CDS Hooks request (JSON object) is expected.")
     try:

@@ -22,7 +22,8 @@ def read_body(request: Request, timeout: float) -> bytes:
 
     Raises ``RequestTimeoutError`` (408) when the client stalls past the deadline,
     ``BadRequestError`` when the connection closes early or the transfer encoding is malformed,
-    and Werkzeug's 413 over ``MAX_CONTENT_LENGTH``.
+    and Werkzeug's 413 over ``MAX_CONTENT_LENGTH`` - also for a chunked body, which Werkzeug's
+    ``read()`` would cut at the limit silently: reading in steps asks for more once it is reached.
     """
     sock: Any = request.environ.get("gunicorn.socket")  # other servers: no per-read timeout to set
     bounded = hasattr(sock, "settimeout") and hasattr(sock, "gettimeout")
