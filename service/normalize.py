@@ -13,13 +13,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 
 from .errors import InvalidResourceError
 from .facts import Facts, Finding, Fracture, Reading
 from .fhirtime import parse_fhir_datetime
 from .jsontypes import wrong_json_types
-from .redact import safe_id, safe_name
+from .redact import describe, safe_id, safe_name
 from .terminology import ICD10_CM, Terminology
 
 VCF_KINDS = {
@@ -111,62 +110,10 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
     except RecursionError:  # the models validate nested elements recursively
         raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
     except Exception as e:  # fhir.resources also raises KeyError, TypeError… on malformed input
-        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {describe(e)}") from None
     wrong = wrong_json_types(resource)
     if wrong:
         raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {'; '.join(wrong[:3])}")
-
-
-# pydantic messages of these kinds quote the schema (types, patterns, limits), never the input
-_QUIET_ERRORS = frozenset(
-    {
-        "missing",
-        "extra_forbidden",
-        "string_type",
-        "int_type",
-        "float_type",
-        "bool_type",
-        "list_type",
-        "dict_type",
-        "model_type",
-        "model_attributes_type",
-        "decimal_type",
-        "int_parsing",
-        "float_parsing",
-        "bool_parsing",
-        "decimal_parsing",
-        "int_from_float",
-        "finite_number",
-        "literal_error",
-        "enum",
-        "string_pattern_mismatch",
-        "string_too_short",
-        "string_too_long",
-        "too_short",
-        "too_long",
-        "less_than",
-        "less_than_equal",
-        "greater_than",
-        "greater_than_equal",
-        "value_error",
-        "json_invalid",
-        "json_type",
-    }
-)
-
-
-def _describe(error: Exception) -> str:
-    if not isinstance(error, ValidationError):
-        return f"the validator failed ({type(error).__name__})"  # its text may quote the input
-    parts = []
-    for err in error.errors()[:3]:
-        where = ".".join(safe_name(p) for p in err["loc"])
-        what = err["msg"] if err["type"] in _QUIET_ERRORS else err["type"]
-        data = err.get("input")
-        if isinstance(data, str) and len(data) > 3 and data in what:  # a validator quoted the value after all
-            what = err["type"]
-        parts.append(f"{where}: {what}")
-    return "; ".join(parts)
 
 
 def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
