@@ -8,6 +8,7 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
 from . import audit
+from .body import read_body
 from .errors import BadRequestError, UnsupportedMediaTypeError
 from .pipeline import Engine
 
@@ -28,10 +29,10 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def read_json_body() -> Any:
-    """The body as JSON: 415 if not JSON, 413 over the limit, 400 when malformed."""
+    """The body as JSON: 415 if not JSON, 413 over the limit, 408 when it arrives too slowly, 400 when malformed."""
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaTypeError("Send the request as JSON (Content-Type: application/json).")
-    raw = request.get_data(cache=False)  # Werkzeug enforces MAX_CONTENT_LENGTH (413)
+    raw = read_body(request, float(current_app.config["BODY_TIMEOUT"]))  # 413 over MAX_CONTENT_LENGTH
     if not raw.strip():
         raise BadRequestError("The request body is empty; a CDS Hooks request (JSON object) is expected.")
     try:

@@ -74,6 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CORS_ORIGINS", [], _list, "comma-separated browser origins allowed by CORS (`*` for any)"),
     Setting("FHIR_TIMEOUT", 3.0, float, "total time budget in seconds for FHIR-server fallback searches"),
     Setting("MAX_BODY", 10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),
+    Setting("BODY_TIMEOUT", 20.0, float, "seconds a client has to send the whole request body (408 after)"),
     Setting("EXTRA_MAPPINGS", "", str, "folder of site value sets merged over the shipped `mappings/`"),
     Setting("LOG_LEVEL", "INFO", str, "Python logging level"),
     Setting(

@@ -45,6 +45,12 @@ class MethodNotAllowedError(ServiceError):
     status, issue_code = 405, "not-supported"
 
 
+class RequestTimeoutError(ServiceError):
+    """The client did not send the whole request body in time."""
+
+    status, issue_code = 408, "timeout"
+
+
 class PrefetchUnavailableError(ServiceError):
     """Required data was neither prefetched nor obtainable from the FHIR server."""
 

@@ -13,11 +13,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 
 from .errors import InvalidResourceError
 from .facts import Facts, Finding, Fracture, Reading
 from .fhirtime import parse_fhir_datetime
+from .jsontypes import wrong_json_types
+from .redact import describe, safe_id, safe_name
 from .terminology import ICD10_CM, Terminology
 
 VCF_KINDS = {
@@ -89,8 +90,8 @@ def normalize(
         birth_date=birth.date() if birth else None,
         fractures=tuple(reader.fractures),
         documented={k: tuple(v) for k, v in reader.documented.items()},
-        readings={k: tuple(sorted(v, key=lambda r: r.when)) for k, v in reader.readings.items()},
-        findings={k: tuple(sorted(v, key=_when_key)) for k, v in reader.findings.items()},
+        readings={k: tuple(sorted(v, key=_reading_order)) for k, v in reader.readings.items()},
+        findings={k: tuple(sorted(v, key=_finding_order)) for k, v in reader.findings.items()},
         hospital_encounters=tuple(reader.encounters),
         unavailable=frozenset(unavailable),
         ignored=tuple(reader.ignored),
@@ -103,34 +104,48 @@ def validate(resource: Mapping[str, Any], what: str) -> None:
     try:
         model = get_fhir_model_class(str(resource_type))
     except (KeyError, ValueError, AttributeError):
-        raise InvalidResourceError(f"{what} has unknown resourceType {str(resource_type)[:40]!r}") from None
+        raise InvalidResourceError(f"{what} has unknown resourceType '{safe_name(resource_type)}'") from None
     try:
         model.model_validate(resource)
-    except (ValidationError, ValueError, TypeError) as e:
-        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {_describe(e)}") from None
+    except RecursionError:  # the models validate nested elements recursively
+        raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
+    except Exception as e:  # fhir.resources also raises KeyError, TypeError… on malformed input
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {describe(e)}") from None
+    wrong = wrong_json_types(resource)
+    if wrong:
+        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {'; '.join(wrong[:3])}")
 
 
-def _describe(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        parts = [".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in error.errors()[:3]]
-        return "; ".join(parts)
-    return type(error).__name__
+def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
+    return isinstance(value, str) and value in allowed
 
 
-def _when_key(f: Finding) -> datetime:
-    return f.when or datetime.min.replace(tzinfo=UTC)
+# Oldest first. Readings taken at the same moment are ordered by reference, then value, so the one
+# read as "latest" does not depend on the order the EHR listed them in.
+def _reading_order(r: Reading) -> tuple[datetime, str, float]:
+    return r.when, r.ref, r.value
+
+
+def _finding_order(f: Finding) -> tuple[datetime, str, int, float]:
+    present = {None: 0, False: 1, True: 2}[f.present]
+    return f.when or datetime.min.replace(tzinfo=UTC), f.ref, present, -1e308 if f.value is None else f.value
+
+
+def _items(value: Any) -> list[Any]:
+    """A JSON array field as a list; anything else (a wrongly typed value) as no items."""
+    return value if isinstance(value, list) else []
 
 
 def _codes(concept: Any) -> set[str]:
     if not isinstance(concept, dict):
         return set()
-    return {c["code"] for c in concept.get("coding") or [] if isinstance(c, dict) and isinstance(c.get("code"), str)}
+    return {c["code"] for c in _items(concept.get("coding")) if isinstance(c, dict) and isinstance(c.get("code"), str)}
 
 
 def _texts(concept: Any) -> list[Any]:
     if not isinstance(concept, dict):
         return []
-    displays = [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
+    displays = [c.get("display") for c in _items(concept.get("coding")) if isinstance(c, dict)]
     return [concept.get("text"), *displays]
 
 
@@ -158,13 +173,13 @@ class _Reader:
         return True
 
     def read(self, resource: dict[str, Any]) -> None:
-        handler = _HANDLERS.get(resource.get("resourceType"))  # type: ignore[arg-type]
+        resource_type = resource.get("resourceType")
+        handler = _HANDLERS.get(resource_type) if isinstance(resource_type, str) else None
         if handler:
             handler(self, resource)
 
     def ref(self, resource: dict[str, Any]) -> str:
-        rid = resource.get("id")
-        return f"{resource['resourceType']}/{rid if isinstance(rid, str) else '?'}"
+        return f"{resource['resourceType']}/{safe_id(resource.get('id'))}"
 
     def valid(self, resource: dict[str, Any]) -> bool:
         """Validate a resource the decision uses; an invalid one is ignored and said on the card."""
@@ -214,13 +229,14 @@ class _Reader:
         return (moment.date(), True) if moment else (None, False)
 
     def _level(self, c: dict[str, Any]) -> str | None:
-        for site in c.get("bodySite") or []:
+        for site in _items(c.get("bodySite")):
             codes = sorted(_codes(site))
             if codes:
                 return "site:" + codes[0]
             if isinstance(site, dict) and isinstance(site.get("text"), str):
                 return "site:" + str(site["text"]).strip().lower()
-        for coding in (c.get("code") or {}).get("coding") or []:
+        code = c.get("code")
+        for coding in _items(code.get("coding") if isinstance(code, dict) else None):
             if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
                 continue
             if self.t.canonical_system(str(coding.get("system", ""))) != ICD10_CM:
@@ -234,7 +250,7 @@ class _Reader:
     # -- Observation -------------------------------------------------------------------------
     def observation(self, o: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(o.get("code")) & OBSERVATION_CONCEPTS
-        if not concepts or o.get("status") not in _RESULT_STATUSES or not self.valid(o):
+        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES) or not self.valid(o):
             return
         when = self._effective(o)
         if when is None or o.get("dataAbsentReason"):
@@ -268,7 +284,7 @@ class _Reader:
     def _present(self, o: dict[str, Any]) -> bool | None:
         if isinstance(o.get("valueBoolean"), bool):
             return bool(o["valueBoolean"])
-        candidates = [o.get("valueCodeableConcept"), *(o.get("interpretation") or [])]
+        candidates = [o.get("valueCodeableConcept"), *_items(o.get("interpretation"))]
         for concept in candidates:
             found = self.t.concepts_of(concept)
             if "value-present" in found:
@@ -305,7 +321,7 @@ class _Reader:
     def _contained(resource: dict[str, Any], reference: Any) -> dict[str, Any] | None:
         if not isinstance(reference, str) or not reference.startswith("#"):
             return None
-        for item in resource.get("contained") or []:
+        for item in _items(resource.get("contained")):
             if isinstance(item, dict) and item.get("id") == reference[1:]:
                 return item
         return None
@@ -317,7 +333,7 @@ class _Reader:
         if clinical and "active" not in clinical:
             return
         texts = _texts(a.get("code"))
-        for reaction in a.get("reaction") or []:
+        for reaction in _items(a.get("reaction")):
             if isinstance(reaction, dict):
                 texts += _texts(reaction.get("substance"))
         found = (self.t.concepts_of(a.get("code")) | self.t.concepts_in_text(*texts)) & ALLERGY_CONCEPTS
@@ -338,12 +354,13 @@ def _number(o: dict[str, Any]) -> float | None:
     if isinstance(o.get("valueInteger"), int) and not isinstance(o["valueInteger"], bool):
         return float(o["valueInteger"])
     quantity = o.get("valueQuantity")
-    if isinstance(quantity, dict) and isinstance(quantity.get("value"), (int, float)):
-        if quantity.get("comparator"):  # "<0.5" is not a value we can compare safely
-            return None
-        value = float(quantity["value"])
-        return value if abs(value) < 1e9 else None
-    return None
+    if not isinstance(quantity, dict):
+        return None
+    value = quantity.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or quantity.get("comparator"):
+        return None  # a comparator ("<0.5") is not a value we can compare safely
+    # compare before converting: float() of a huge JSON integer overflows
+    return float(value) if abs(value) < 1e9 else None
 
 
 def _scaled(concept: str, o: dict[str, Any]) -> float | None:

@@ -9,6 +9,7 @@ from typing import Any
 from .errors import BadRequestError
 from .gather import bundle_resources
 from .normalize import validate
+from .redact import safe_id
 from .terminology import Terminology
 
 AUGMENTATION = "vertebral-augmentation-procedure"
@@ -47,6 +48,6 @@ def augmentation_orders(context: Mapping[str, Any], hook: str, terminology: Term
         if selected is not None and ref not in selected:
             continue
         if AUGMENTATION in terminology.concepts_of(resource.get("code")):
-            validate(resource, ref or "a draft order")
+            validate(resource, f"{resource['resourceType']}/{safe_id(rid)}" if ref else "a draft order")
             found.append(DraftOrder(ref, resource))
     return found

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from .errors import BadRequestError
+from .redact import FHIR_ID
 
 _NON_EMPTY = validate.Length(min=1, max=1024)
 
@@ -72,7 +73,13 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
     except ValidationError as e:
         raise validation_error(e, "context") from None
     # Some EHRs send "Patient/123" where the spec has "123"
-    request["context"]["patientId"] = request["context"]["patientId"].removeprefix("Patient/")
+    patient_id = request["context"]["patientId"].removeprefix("Patient/")
+    if not FHIR_ID.fullmatch(patient_id):  # it goes into FHIR queries and card references
+        raise BadRequestError(
+            "context.patientId must be a FHIR id (letters, digits, '-', '.'), optionally after 'Patient/'.",
+            expression=["context.patientId"],
+        )
+    request["context"]["patientId"] = patient_id
     return request
 
 

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gunicorn import glogging
+import orjson
+from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 
 from . import logs
 from .auth import IssuerConfigError, is_loopback, load_issuers
 from .config import PREFIX, load_settings
 from .cors import parse_origins
+from .errors import operation_outcome
 
 log = logging.getLogger("vcf_cds.server")
 
@@ -90,6 +92,21 @@ def _worker_exit(server: Any, worker: Any) -> None:
         database.engine.dispose()
 
 
+_ISSUE_CODES = {400: "invalid", 403: "forbidden", 414: "too-costly", 431: "too-costly", 501: "not-supported"}
+
+
+def write_outcome(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's own error answers (bad request line, headers, framing) as our OperationOutcome.
+
+    Replaces ``gunicorn.util.write_error``, whose HTML page quotes the request line (it may carry a
+    query string): ``message`` is not repeated.
+    """
+    outcome = operation_outcome(_ISSUE_CODES.get(status, "exception"), f"{reason}: the HTTP request is malformed.")
+    body = orjson.dumps(outcome)
+    head = f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/fhir+json\r\n"
+    util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+
+
 class Server(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: dict[str, Any]):
         self.options = options
@@ -105,6 +122,8 @@ class Server(BaseApplication):  # type: ignore[misc]
         from . import create_app
 
         logs.configure(str(load_settings()["LOG_LEVEL"]))
+        util.write_error = write_outcome  # in the worker, which is where gunicorn writes them
+
         return create_app()
 
 

@@ -49,7 +49,9 @@ class _Rules:
     def matches(self, system: str, dotted: str, dotless: str) -> bool:
         if (system, dotted) in self.exact or (system, dotless) in self.exact:
             return True
-        if any((system, dotless[:n]) in self.prefixes for n in range(1, len(dotless) + 1)):
+        # only as many prefixes as the longest rule: a code from the request may be megabytes long
+        longest = max((len(prefix) for _, prefix in self.prefixes), default=0)
+        if any((system, dotless[:n]) in self.prefixes for n in range(1, min(len(dotless), longest) + 1)):
             return True
         return any(s == system and p.fullmatch(dotted) for s, p in self.patterns)
 

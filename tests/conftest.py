@@ -16,6 +16,7 @@ import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 
 from service import create_app
 from service.db import create_db_engine, migrate
@@ -25,6 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 # vendored copy of ../shared/conformance/cds-hooks (sources and licences in its README.md)
 CONFORMANCE = ROOT / "tests" / "data" / "cds-hooks"
+# Property tests replay the same examples on every run (CI must be reproducible); a run with
+# HYPOTHESIS_PROFILE=explore draws new ones, 20 times as many (a bug hunt, not a CI job).
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> settings:
+    """``@examples(n)``: n examples in CI, more when exploring."""
+    return settings(max_examples=n * (20 if PROFILE == "explore" else 1))
+
+
 # A non-UTC offset catches code that mixes naive and aware times or assumes UTC
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
 TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef0123456789abcdef"

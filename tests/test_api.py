@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
+import orjson
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from builders import ICD10CM, bundle, condition, pain, request, vcf_extension
@@ -102,6 +105,16 @@ def test_patient_id_with_resource_prefix_is_accepted(client: FlaskClient) -> Non
     assert call(client, body).status_code == 200
 
 
+@pytest.mark.parametrize("patient_id", ["Patient/", "", " ", "p1 ", "a b", "p1&_include=*", "../Observation", "é"])
+def test_patient_id_must_be_a_fhir_id(client: FlaskClient, patient_id: str) -> None:
+    # it is substituted into prefetch queries (Condition?patient=…) and card references (Patient/…)
+    body = request(condition("c1", ICD10CM, "M80.08XA"), patientId=patient_id)
+    del body["prefetch"]["patient"]["id"]
+    response = call(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["context.patientId"]
+
+
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
@@ -136,3 +149,53 @@ def test_invalid_observation_is_ignored_and_said_on_the_card(client: FlaskClient
     cards = call(client, request(condition("c1", ICD10CM, "M80.08XA"), bad)).get_json()["cards"]
     assert "Observation/o1" in cards[0]["detail"]
     assert "pain_score" in vcf_extension(cards[0])["missing"]
+
+
+def chunked_post(client: FlaskClient, data: bytes) -> Any:
+    """A body without Content-Length, as gunicorn hands it over (it decodes the chunks)."""
+    return client.post(
+        "/cds-services/vcf-patient-view",
+        input_stream=io.BytesIO(data),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_body_is_read(client: FlaskClient) -> None:
+    body = request(condition("c1", ICD10CM, "M80.08XA"))
+    assert chunked_post(client, orjson.dumps(body)).status_code == 200
+
+
+@pytest.mark.parametrize("tail", [b"", b"x"])
+def test_a_chunked_body_over_the_limit_is_413_not_cut(app: Flask, client: FlaskClient, tail: bytes) -> None:
+    # a valid request padded past the limit used to be cut to the limit and answered 200
+    valid = orjson.dumps(request(condition("c1", ICD10CM, "M80.08XA")))
+    padded = valid + b" " * (app.config["MAX_CONTENT_LENGTH"] - len(valid)) + tail
+    response = chunked_post(client, padded)
+    assert response.status_code == 413
+    assert response.get_json()["issue"][0]["code"] == "too-costly"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("valueQuantity", {"value": "9"}), ("valueInteger", "9"), ("effectiveDateTime", 20260614)],
+)
+def test_an_observation_with_a_wrongly_typed_value_is_ignored_and_said(
+    client: FlaskClient, field: str, value: Any
+) -> None:
+    # fhir.resources accepts "9" for a number and 20260614 for a dateTime; it used to vanish unsaid
+    bad = pain("o2", 9, when="2026-06-14")
+    del bad["valueQuantity"]
+    bad[field] = value
+    cards = call(client, request(condition("c1", ICD10CM, "M80.08XA"), bad)).get_json()["cards"]
+    assert "Observation/o2 is not valid FHIR R4 Observation" in cards[0]["detail"]
+    assert "pain_score" in vcf_extension(cards[0])["missing"]
+
+
+@pytest.mark.parametrize("field", ["onsetDateTime", "recordedDate", "abatementDateTime"])
+def test_a_vcf_condition_with_a_numeric_date_is_400(client: FlaskClient, field: str) -> None:
+    bad = condition("c1", ICD10CM, "M80.08XA", **{field: 20260401})
+    response = call(client, request(bad))
+    assert response.status_code == 400
+    assert f"{field}: must be a string" in response.get_json()["issue"][0]["diagnostics"]

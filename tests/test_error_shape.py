@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -25,10 +26,33 @@ def _503(client: FlaskClient) -> Any:
     return client.get("/readyz")
 
 
+class _Socket:
+    def gettimeout(self) -> float | None:
+        return None
+
+    def settimeout(self, value: float | None) -> None:
+        pass
+
+
+class _Stalled(io.RawIOBase):
+    """A client that sent the headers and stopped (what a socket read timeout looks like)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise TimeoutError("timed out")
+
+
 CASES = {
     400: lambda c: c.post("/cds-services/vcf-patient-view", data=b"{not json", content_type="application/json"),
     404: lambda c: c.post("/cds-services/no-such-service", json={}),
     405: lambda c: c.put("/cds-services/vcf-patient-view", json={}),
+    408: lambda c: c.post(
+        "/cds-services/vcf-patient-view",
+        content_type="application/json",
+        environ_overrides={"wsgi.input": _Stalled(), "CONTENT_LENGTH": "100", "gunicorn.socket": _Socket()},
+    ),
     412: _412,
     413: lambda c: c.post(
         "/cds-services/vcf-patient-view", data=b"[" + b" " * (11 * 1024 * 1024) + b"]", content_type="application/json"

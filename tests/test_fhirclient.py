@@ -246,7 +246,8 @@ def test_no_fhir_server_is_412(client: FlaskClient) -> None:
 def test_patient_id_that_is_not_a_fhir_id_is_not_sent(client: FlaskClient, fhir_mock: responses.RequestsMock) -> None:
     body = hook_call("conditions")
     body["context"]["patientId"] = "p1&_has:Observation:patient:code=x"
-    assert "not a FHIR id" in diagnostics(call(client, body))
+    response = call(client, body)  # refused by the request schema, before any search is built
+    assert response.status_code == 400 and "must be a FHIR id" in response.get_json()["issue"][0]["diagnostics"]
     assert len(fhir_mock.calls) == 0
 
 

@@ -152,6 +152,16 @@ def test_invalid_augmentation_order_is_400(client: FlaskClient) -> None:
     assert order_call(client, bad, record=AUGMENTATION_RECORD).status_code == 400
 
 
+def test_an_invalid_order_is_named_without_echoing_what_it_holds(client: FlaskClient) -> None:
+    bad = draft("22513", rid="SECRET name<b>")
+    bad["note"] = [{"text": "SECRET"}, None]
+    response = order_call(client, bad, record=AUGMENTATION_RECORD)
+    assert response.status_code == 400
+    diagnostics = response.get_json()["issue"][0]["diagnostics"]
+    assert diagnostics.startswith("ServiceRequest/? is not valid FHIR R4 ServiceRequest: ")
+    assert "SECRET" not in diagnostics
+
+
 def test_a_site_code_for_augmentation_is_recognised(tmp_path: Path) -> None:
     site = {
         "resourceType": "ValueSet",

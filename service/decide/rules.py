@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
 from ..facts import Facts, Finding, Reading, Refs
 from . import thresholds as T
 
-RULES_VERSION = "2026.11.1"
+RULES_VERSION = "2026.11.2"
 
 Dated = TypeVar("Dated", Reading, Finding)
 
@@ -88,6 +88,7 @@ class Situation:
     height_loss: Finding | None
     kyphosis: bool | None
     kyphosis_refs: Refs = field(default=())
+    future_onset: bool = False  # an onset date after tomorrow was ignored
 
     def pain_at_least(self, t: T.Threshold) -> bool | None:
         return None if self.pain is None else self.pain.value >= t.value
@@ -157,8 +158,11 @@ def _positive_pregnancy_test(facts: Facts) -> Refs:
 def situate(facts: Facts) -> Situation:
     now = facts.now
     age = _age_years(facts)
-    onsets = [f for f in facts.fractures if f.onset is not None]
-    newest = max(onsets, key=lambda f: f.onset) if onsets else None  # type: ignore[arg-type,return-value]
+    # an onset after tomorrow (1-day grace for time zones) is a wrong date: unknown, like no date
+    latest_onset = now.date() + timedelta(days=1)
+    onsets = [f for f in facts.fractures if f.onset is not None and f.onset <= latest_onset]
+    # same newest date on several fractures: prefer an exact onset, then the reference (order-independent)
+    newest = max(onsets, key=lambda f: (f.onset, not f.onset_estimated, f.ref)) if onsets else None
     pathway = _pathway(facts, age)
     findings = facts.findings
     pain_readings = facts.readings.get("pain", ())
@@ -179,7 +183,7 @@ def situate(facts: Facts) -> Situation:
     return Situation(
         facts=facts,
         age_years=age,
-        fracture_age_days=(now.date() - newest.onset).days if newest and newest.onset else None,
+        fracture_age_days=max(0, (now.date() - newest.onset).days) if newest and newest.onset else None,
         onset_estimated=bool(newest and newest.onset_estimated),
         pathway=pathway,
         red_flags=red_flags,
@@ -196,6 +200,7 @@ def situate(facts: Facts) -> Situation:
         height_loss=_latest(findings.get("height-loss", ()), now, None),
         kyphosis=kyphosis,
         kyphosis_refs=kyphosis_refs,
+        future_onset=any(f.onset is not None and f.onset > latest_onset for f in facts.fractures),
     )
 
 
@@ -619,6 +624,8 @@ def decide(facts: Facts) -> Assessment | None:
             )
     if s.onset_estimated:
         notes.append("Fracture onset is estimated (from the date recorded or a partial date).")
+    if s.future_onset:
+        notes.append("A fracture onset date lies in the future; it was ignored (onset unknown).")
     return Assessment(
         row=row.number,
         headline=row.headline,

@@ -1,0 +1,107 @@
+"""Reading the body under a deadline (gunicorn's socket), and what a broken transfer gets: never a 500."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+
+from builders import ICD10CM, condition, request
+
+
+class FakeSocket:
+    """Stands for environ['gunicorn.socket']: records the read timeouts the app sets."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def gettimeout(self) -> float | None:
+        return None
+
+    def settimeout(self, value: float | None) -> None:
+        self.timeouts.append(value)
+
+
+class Stream(io.RawIOBase):
+    """A body that delivers ``data`` and then fails the way a server's reader does."""
+
+    def __init__(self, data: bytes, then: BaseException | None) -> None:
+        self.data, self.then = data, then
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.data:
+            if self.then:
+                raise self.then
+            return 0
+        n = min(len(buffer), len(self.data))
+        buffer[:n], self.data = self.data[:n], self.data[n:]
+        return n
+
+
+class InvalidChunkSize(Exception):
+    """What gunicorn's chunked decoder raises (a ParseException, not an OSError)."""
+
+
+def post(client: FlaskClient, stream: Stream, sock: FakeSocket, length: int | None) -> Any:
+    """Raw WSGI input (the test client would measure a stream, so it goes in the environ)."""
+    environ = {"wsgi.input": stream, "gunicorn.socket": sock, "wsgi.input_terminated": True}
+    if length is not None:
+        environ["CONTENT_LENGTH"] = str(length)
+    headers = {"Transfer-Encoding": "chunked"} if length is None else {}
+    return client.post(
+        "/cds-services/vcf-patient-view", content_type="application/json", headers=headers, environ_overrides=environ
+    )
+
+
+VALID = orjson.dumps(request(condition("c1", ICD10CM, "M80.08XA")))
+
+
+@pytest.mark.parametrize("length", [len(VALID), None], ids=["content-length", "chunked"])
+def test_a_body_is_read_under_a_deadline_and_the_socket_restored(client: FlaskClient, length: int | None) -> None:
+    sock = FakeSocket()
+    response = post(client, Stream(VALID, None), sock, length)
+    assert response.status_code == 200
+    waits = sock.timeouts[:-1]
+    assert waits and all(w is not None and 0 < w <= 20 for w in waits)
+    assert sock.timeouts[-1] is None  # gunicorn's blocking socket, as it was
+
+
+@pytest.mark.parametrize(
+    ("then", "status", "code"),
+    [
+        (TimeoutError("timed out"), 408, "timeout"),
+        (ConnectionResetError(), 400, "invalid"),
+        (InvalidChunkSize(), 400, "invalid"),
+    ],
+    ids=["stalled", "reset", "bad-chunk"],
+)
+@pytest.mark.parametrize("length", [len(VALID) + 100, None], ids=["content-length", "chunked"])
+def test_a_broken_transfer_is_a_4xx_outcome(
+    client: FlaskClient, then: BaseException, status: int, code: str, length: int | None
+) -> None:
+    sock = FakeSocket()
+    response = post(client, Stream(VALID[:50], then), sock, length)
+    assert response.status_code == status
+    issue = response.get_json()["issue"][0]
+    assert issue["code"] == code and issue["diagnostics"]
+    assert sock.timeouts[-1] is None
+
+
+def test_the_deadline_covers_the_whole_body(client: FlaskClient, app: Any) -> None:
+    app.config["BODY_TIMEOUT"] = 0.0  # already past: a trickling client is cut off between reads
+    response = post(client, Stream(VALID, None), FakeSocket(), len(VALID))
+    assert response.status_code == 408
+    assert "VCF_CDS_BODY_TIMEOUT" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_a_body_shorter_than_its_content_length_is_not_read_as_whole(client: FlaskClient) -> None:
+    # gunicorn's reader ends at EOF without an error: '{}' of a declared 100 bytes parsed as a request
+    response = post(client, Stream(VALID, None), FakeSocket(), len(VALID) + 1)
+    assert response.status_code == 400
+    assert "closed before the whole request body" in response.get_json()["issue"][0]["diagnostics"]
