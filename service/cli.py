@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from .server import DEFAULT_THREADS, DEFAULT_WORKERS
+
 STATUS_MARK = {"met": "+", "not-met": "-", "unknown": "?"}
 
 
@@ -21,8 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the production server (gunicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=2)
-    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    serve.add_argument("--threads", type=int, default=DEFAULT_THREADS)
 
     replay = sub.add_parser("replay", help="run requests, bundles or fixtures through the service")
     replay.add_argument("paths", nargs="+")

@@ -6,6 +6,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 4
+
 
 class Server(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: dict[str, Any]):
@@ -22,18 +25,23 @@ class Server(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
-def run(host: str, port: int, workers: int, threads: int) -> int:
-    Server(
-        {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            "threads": threads,
-            "worker_class": "gthread",
-            "graceful_timeout": 20,
-            "timeout": 30,
-            "accesslog": "-",
-            # no query strings, no bodies: request line without "?…" is %(U)s
-            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
-        }
-    ).run()
+def gunicorn_options(
+    host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS
+) -> dict[str, Any]:
+    """The gunicorn settings of ``vcf-cds serve`` (the benchmarks run their baselines with these too)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "graceful_timeout": 20,
+        "timeout": 30,
+        "accesslog": "-",
+        # no query strings, no bodies: request line without "?…" is %(U)s
+        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
+    }
+
+
+def run(host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS) -> int:
+    Server(gunicorn_options(host, port, workers, threads)).run()
     return 0
