@@ -1,22 +1,25 @@
 """FHIR R4 resources → clinical ``Facts``, through the value sets of ``mappings/``.
 
-Only resources whose codes matter to the decision are validated with ``fhir.resources.R4B``
-(validation costs ~0.3 ms a resource; records carry thousands the decision ignores). The values
-are then read from the raw JSON, which validation has vouched for.
+Only resources the decision reads are validated with ``fhir.resources.R4B`` (validation costs
+~0.1–0.6 ms a resource, ~50× parsing it; records carry thousands the decision ignores): conditions,
+medications, allergies and encounters whose codes matter, and of the readings and findings only
+the newest of each kind (see ``Facts.readings``). The values are then read from the raw JSON,
+which validation has vouched for.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from .decide.thresholds import WORSENING_GAP
 from .errors import InvalidResourceError
-from .facts import Facts, Finding, Fracture, Reading
+from .facts import Facts, Finding, Fracture, Reading, in_future
 from .fhirtime import parse_fhir_datetime
 from .terminology import ICD10_CM, Terminology
 
@@ -58,7 +61,8 @@ OBSERVATION_CONCEPTS = READING_CONCEPTS | frozenset(FINDING_CONCEPTS) | {"hcg"}
 
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
-_RESULT_STATUSES = {"final", "amended", "corrected"}
+_RESULT_STATUSES = ("final", "amended", "corrected")  # a tuple: "status" may be unhashable JSON
+_PAIN_GAP = timedelta(days=WORSENING_GAP.value)
 _YES = {"yes", "y", "true", "present", "positive", "pos", "detected"}
 _NO = {"no", "n", "false", "absent", "negative", "neg", "not detected"}
 
@@ -80,9 +84,13 @@ def normalize(
     validate(patient, "the prefetched Patient")
     patient_id = patient.get("id")
     reader = _Reader(terminology, now, patient_id if isinstance(patient_id, str) else None)
-    for resource in resources:
-        if isinstance(resource, dict) and reader.belongs(resource):
-            reader.read(resource)
+    for position, resource in enumerate(resources):
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None  # JSON lists are unhashable
+        if handler and reader.belongs(resource):
+            reader.position = position
+            handler(reader, resource)
+    reader.settle()
     birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or UTC)
     return Facts(
         now=now,
@@ -93,7 +101,7 @@ def normalize(
         findings={k: tuple(sorted(v, key=_when_key)) for k, v in reader.findings.items()},
         hospital_encounters=tuple(reader.encounters),
         unavailable=frozenset(unavailable),
-        ignored=tuple(reader.ignored),
+        ignored=tuple(message for _, message in sorted(reader.ignored)),  # in record order
     )
 
 
@@ -134,20 +142,32 @@ def _texts(concept: Any) -> list[Any]:
     return [concept.get("text"), *displays]
 
 
+class _Candidate(NamedTuple):
+    """An Observation that may become a reading or finding, once validated."""
+
+    when: datetime
+    position: int
+    resource: dict[str, Any]
+    concept: str
+
+
 class _Reader:
-    """Accumulates facts resource by resource."""
+    """Accumulates facts resource by resource; ``settle`` then picks the readings and findings."""
 
     def __init__(self, terminology: Terminology, now: datetime, patient_id: str | None):
         self.t = terminology
         self.now = now
         self.tz = now.tzinfo or UTC
         self.patient_id = patient_id
+        self.position = 0  # of the resource being read, in the record
         self.fractures: list[Fracture] = []
         self.documented: dict[str, list[str]] = defaultdict(list)
         self.readings: dict[str, list[Reading]] = defaultdict(list)
         self.findings: dict[str, list[Finding]] = defaultdict(list)
+        self.candidates: dict[str, list[_Candidate]] = defaultdict(list)  # by reading/finding kind
         self.encounters: list[str] = []
-        self.ignored: list[str] = []
+        self.ignored: list[tuple[int, str]] = []
+        self.validity: dict[int, bool] = {}  # id(resource) -> valid, each validated at most once
 
     def belongs(self, resource: dict[str, Any]) -> bool:
         """False for a resource that names another patient (wrong-patient data is dropped)."""
@@ -157,23 +177,23 @@ class _Reader:
             return ref.removeprefix("Patient/").split("/")[0] == self.patient_id
         return True
 
-    def read(self, resource: dict[str, Any]) -> None:
-        handler = _HANDLERS.get(resource.get("resourceType"))  # type: ignore[arg-type]
-        if handler:
-            handler(self, resource)
-
     def ref(self, resource: dict[str, Any]) -> str:
         rid = resource.get("id")
         return f"{resource['resourceType']}/{rid if isinstance(rid, str) else '?'}"
 
-    def valid(self, resource: dict[str, Any]) -> bool:
+    def valid(self, resource: dict[str, Any], position: int | None = None) -> bool:
         """Validate a resource the decision uses; an invalid one is ignored and said on the card."""
+        known = self.validity.get(id(resource))
+        if known is not None:
+            return known
         try:
             validate(resource, self.ref(resource))
+            ok = True
         except InvalidResourceError as e:
-            self.ignored.append(e.diagnostics)
-            return False
-        return True
+            self.ignored.append((self.position if position is None else position, e.diagnostics))
+            ok = False
+        self.validity[id(resource)] = ok
+        return ok
 
     def moment(self, value: Any) -> tuple[datetime | None, bool]:
         return parse_fhir_datetime(value, self.tz)
@@ -234,25 +254,53 @@ class _Reader:
     # -- Observation -------------------------------------------------------------------------
     def observation(self, o: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(o.get("code")) & OBSERVATION_CONCEPTS
-        if not concepts or o.get("status") not in _RESULT_STATUSES or not self.valid(o):
+        if not concepts or o.get("status") not in _RESULT_STATUSES:
             return
         when = self._effective(o)
         if when is None or o.get("dataAbsentReason"):
             return
-        ref = self.ref(o)
         for concept in concepts:
-            if concept == "hcg":
-                if self._present(o) is True:
-                    self.documented["pregnancy"].append(ref)
-            elif concept in FINDING_CONCEPTS:
-                finding = Finding(ref, when, present=self._present(o), value=_number(o))
-                if finding.present is not None or finding.value is not None:
-                    self.findings[FINDING_CONCEPTS[concept]].append(finding)
+            if concept == "hcg":  # any positive test documents pregnancy: no newest-only shortcut
+                if self.valid(o) and self._present(o) is True:
+                    self.documented["pregnancy"].append(self.ref(o))
             else:
-                value = _scaled(concept, o)
-                if value is not None:
-                    name = "pain" if concept.startswith("pain-") else concept
-                    self.readings[name].append(Reading(ref, when, value))
+                kind = FINDING_CONCEPTS.get(concept) or ("pain" if concept.startswith("pain-") else concept)
+                self.candidates[kind].append(_Candidate(when, self.position, o, concept))
+
+    def settle(self) -> None:
+        """Validate, newest first, the readings and findings the decision can read; keep those.
+
+        Per kind that is the newest valid one not ``in_future`` (and any newer ones), and for pain
+        also the newest valid one ``WORSENING_GAP`` before it (``Facts.readings``). Older ones are
+        never read by the decision, so are not worth validating.
+        """
+        for kind, candidates in self.candidates.items():
+            candidates.sort(key=lambda c: c.when)  # stable: record order among equal times
+            latest: datetime | None = None
+            for c in reversed(candidates):
+                if not (self.valid(c.resource, c.position) and self._keep(kind, c)):
+                    continue
+                if latest is None:
+                    latest = None if in_future(c.when, self.now) else c.when
+                    if latest is not None and kind != "pain":
+                        break
+                elif latest - c.when >= _PAIN_GAP:
+                    break
+
+    def _keep(self, kind: str, c: _Candidate) -> bool:
+        """Add the reading or finding of a validated candidate; False when it has no usable value."""
+        o, ref = c.resource, self.ref(c.resource)
+        if c.concept in FINDING_CONCEPTS:
+            finding = Finding(ref, c.when, present=self._present(o), value=_number(o))
+            if finding.present is None and finding.value is None:
+                return False
+            self.findings[kind].append(finding)
+            return True
+        value = _scaled(c.concept, o)
+        if value is None:
+            return False
+        self.readings[kind].append(Reading(ref, c.when, value))
+        return True
 
     def _effective(self, o: dict[str, Any]) -> datetime | None:
         period = o.get("effectivePeriod")
