@@ -23,6 +23,7 @@ TEXT_MATCH_URL = "http://vcf-cds.org/fhir/StructureDefinition/text-match"
 VALUESET_BASE = "http://vcf-cds.org/fhir/ValueSet/"
 _DRUG_SYSTEMS = {RXNORM, "http://www.whocc.no/atc"}
 _HIERARCHICAL = {ICD10_CM, "http://www.cms.gov/Medicare/Coding/ICD10", "http://www.whocc.no/atc"}
+_NONE: frozenset[str] = frozenset()
 
 
 class MappingError(Exception):
@@ -105,11 +106,13 @@ class Terminology:
     def concepts_of(self, concept: Any) -> frozenset[str]:
         """Concepts of every coding of a CodeableConcept (all codings, not only the first)."""
         if not isinstance(concept, dict):
-            return frozenset()
-        found: set[str] = set()
+            return _NONE
+        found = _NONE
         for coding in _codings(concept):
-            found |= self.concepts_of_coding(coding.get("system"), coding.get("code"))
-        return frozenset(found)
+            more = self.concepts_of_coding(coding.get("system"), coding.get("code"))
+            if more:  # called for every resource of the record: no set built for the usual miss
+                found = found | more if found else more
+        return found
 
     def concepts_in_text(self, *texts: Any) -> frozenset[str]:
         """Concepts whose keywords (text-match extension, RxNorm ingredient names) occur in text."""
