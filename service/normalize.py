@@ -159,6 +159,7 @@ class _Reader:
         self.now = now
         self.tz = now.tzinfo or UTC
         self.patient_id = patient_id
+        self.own_ref = f"Patient/{patient_id}" if patient_id else None
         self.position = 0  # of the resource being read, in the record
         self.fractures: list[Fracture] = []
         self.documented: dict[str, list[str]] = defaultdict(list)
@@ -173,6 +174,8 @@ class _Reader:
         """False for a resource that names another patient (wrong-patient data is dropped)."""
         subject = resource.get("subject") or resource.get("patient")
         ref = subject.get("reference") if isinstance(subject, dict) else None
+        if ref == self.own_ref:  # the usual case, decided by one comparison
+            return True
         if self.patient_id and isinstance(ref, str) and ref.startswith("Patient/"):
             return ref.removeprefix("Patient/").split("/")[0] == self.patient_id
         return True

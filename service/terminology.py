@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,10 +107,21 @@ class Terminology:
         """Concepts of every coding of a CodeableConcept (all codings, not only the first)."""
         if not isinstance(concept, dict):
             return _NONE
-        found = _NONE
-        for coding in _codings(concept):
-            more = self.concepts_of_coding(coding.get("system"), coding.get("code"))
-            if more:  # called for every resource of the record: no set built for the usual miss
+        codings = concept.get("coding")
+        if not isinstance(codings, list):
+            return _NONE
+        # called for every resource of a record: the cache is read inline, no set is built on a miss
+        found, cache = _NONE, self._cache
+        for coding in codings:
+            if not isinstance(coding, dict):
+                continue
+            system: Any = coding.get("system")
+            code: Any = coding.get("code")
+            try:
+                more = cache[(system, code)]
+            except (KeyError, TypeError):  # not seen yet, or not strings (unhashable JSON)
+                more = self.concepts_of_coding(system, code)
+            if more:
                 found = found | more if found else more
         return found
 
@@ -127,12 +138,6 @@ class Terminology:
         for vs_id in concept_ids:
             pairs |= self.valuesets[vs_id].include.exact
         return sorted(pairs)
-
-
-def _codings(concept: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    codings = concept.get("coding")
-    if isinstance(codings, list):
-        yield from (c for c in codings if isinstance(c, dict))
 
 
 def _code_forms(system: str, code: str) -> tuple[str, str]:
