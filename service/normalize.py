@@ -427,3 +427,10 @@ _HANDLERS = {
     "AllergyIntolerance": _Reader.allergy,
     "Encounter": _Reader.encounter,
 }
+
+
+def load_models() -> None:
+    """Import the R4B models normalize validates with: at start-up (before the worker freezes its
+    start-up heap, see ``server.freeze_startup_heap``), not during the first request."""
+    for resource_type in ("Patient", *_HANDLERS):
+        get_fhir_model_class(resource_type)
