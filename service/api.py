@@ -28,6 +28,9 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
+TOO_DEEP = f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels."
+
+
 def read_json_body() -> Any:
     """The body as JSON: 415 if not JSON, 413 over the limit, 408 when it arrives too slowly, 400 when malformed."""
     if request.mimetype not in JSON_TYPES:
@@ -38,9 +41,11 @@ def read_json_body() -> Any:
     try:
         body = orjson.loads(raw)  # rejects invalid UTF-8 and nesting deeper than 1024
     except orjson.JSONDecodeError as e:
+        if "depth" in str(e):  # orjson's own bound: the same answer as ours below
+            raise BadRequestError(TOO_DEEP) from None
         raise BadRequestError(f"The request body is not valid JSON: {str(e).split(':')[0]}.") from None
     if json_depth_exceeds(body, MAX_JSON_DEPTH):
-        raise BadRequestError(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")
+        raise BadRequestError(TOO_DEEP)
     return body
 
 

@@ -12,6 +12,11 @@ from datetime import date, datetime
 Refs = tuple[str, ...]
 
 
+def in_future(when: datetime, now: datetime) -> bool:
+    """Dated more than a day after ``now`` (a day of grace for clock skew): not yet current."""
+    return (now - when).total_seconds() / 86400 < -1
+
+
 @dataclass(frozen=True)
 class Fracture:
     """One active vertebral compression fracture diagnosis."""
@@ -50,8 +55,11 @@ class Facts:
     # concept id (a value set of mappings/) -> references documenting it: active conditions,
     # active medication orders, allergies, positive pregnancy tests
     documented: Mapping[str, Refs] = field(default_factory=dict)
-    readings: Mapping[str, tuple[Reading, ...]] = field(default_factory=dict)  # oldest first
-    findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)  # oldest first
+    # Readings and findings, oldest first, by kind. The decision reads only the newest one not
+    # ``in_future`` and, for pain, the newest one a ``WORSENING_GAP`` before it; so only those
+    # (and any newer) are validated and kept: older ones could never change the decision.
+    readings: Mapping[str, tuple[Reading, ...]] = field(default_factory=dict)
+    findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
     hospital_encounters: Refs = ()
     # data kinds that could not be had (optional prefetch failed): their criteria stay unknown
     unavailable: frozenset[str] = frozenset()

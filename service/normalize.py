@@ -1,21 +1,24 @@
 """FHIR R4 resources → clinical ``Facts``, through the value sets of ``mappings/``.
 
-Only resources whose codes matter to the decision are validated with ``fhir.resources.R4B``
-(validation costs ~0.3 ms a resource; records carry thousands the decision ignores). The values
-are then read from the raw JSON, which validation has vouched for.
+Only resources the decision reads are validated with ``fhir.resources.R4B`` (validation costs
+~0.1–0.6 ms a resource, ~50× parsing it; records carry thousands the decision ignores): conditions,
+medications, allergies and encounters whose codes matter, and of the readings and findings only
+the newest of each kind (see ``Facts.readings``). The values are then read from the raw JSON,
+which validation has vouched for.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 
 from fhir.resources.R4B import get_fhir_model_class
 
+from .decide.thresholds import WORSENING_GAP
 from .errors import InvalidResourceError
-from .facts import Facts, Finding, Fracture, Reading
+from .facts import Facts, Finding, Fracture, Reading, in_future
 from .fhirtime import parse_fhir_datetime
 from .jsontypes import wrong_json_types
 from .redact import describe, safe_id, safe_name
@@ -59,7 +62,8 @@ OBSERVATION_CONCEPTS = READING_CONCEPTS | frozenset(FINDING_CONCEPTS) | {"hcg"}
 
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
-_RESULT_STATUSES = {"final", "amended", "corrected"}
+_RESULT_STATUSES = frozenset({"final", "amended", "corrected"})  # _one_of checks the type first
+_PAIN_GAP = timedelta(days=WORSENING_GAP.value)
 _YES = {"yes", "y", "true", "present", "positive", "pos", "detected"}
 _NO = {"no", "n", "false", "absent", "negative", "neg", "not detected"}
 
@@ -81,9 +85,13 @@ def normalize(
     validate(patient, "the prefetched Patient")
     patient_id = patient.get("id")
     reader = _Reader(terminology, now, patient_id if isinstance(patient_id, str) else None)
-    for resource in resources:
-        if isinstance(resource, dict) and reader.belongs(resource):
-            reader.read(resource)
+    for position, resource in enumerate(resources):
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None  # JSON lists are unhashable
+        if handler and reader.belongs(resource):
+            reader.position = position
+            handler(reader, resource)
+    reader.settle()
     birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or UTC)
     return Facts(
         now=now,
@@ -94,7 +102,7 @@ def normalize(
         findings={k: tuple(sorted(v, key=_finding_order)) for k, v in reader.findings.items()},
         hospital_encounters=tuple(reader.encounters),
         unavailable=frozenset(unavailable),
-        ignored=tuple(reader.ignored),
+        ignored=tuple(message for _, message in sorted(reader.ignored)),  # in record order
     )
 
 
@@ -149,46 +157,60 @@ def _texts(concept: Any) -> list[Any]:
     return [concept.get("text"), *displays]
 
 
+class _Candidate(NamedTuple):
+    """An Observation that may become a reading or finding, once validated."""
+
+    when: datetime
+    position: int
+    resource: dict[str, Any]
+    concept: str
+
+
 class _Reader:
-    """Accumulates facts resource by resource."""
+    """Accumulates facts resource by resource; ``settle`` then picks the readings and findings."""
 
     def __init__(self, terminology: Terminology, now: datetime, patient_id: str | None):
         self.t = terminology
         self.now = now
         self.tz = now.tzinfo or UTC
         self.patient_id = patient_id
+        self.own_ref = f"Patient/{patient_id}" if patient_id else None
+        self.position = 0  # of the resource being read, in the record
         self.fractures: list[Fracture] = []
         self.documented: dict[str, list[str]] = defaultdict(list)
         self.readings: dict[str, list[Reading]] = defaultdict(list)
         self.findings: dict[str, list[Finding]] = defaultdict(list)
+        self.candidates: dict[str, list[_Candidate]] = defaultdict(list)  # by reading/finding kind
         self.encounters: list[str] = []
-        self.ignored: list[str] = []
+        self.ignored: list[tuple[int, str]] = []
+        self.validity: dict[int, bool] = {}  # id(resource) -> valid, each validated at most once
 
     def belongs(self, resource: dict[str, Any]) -> bool:
         """False for a resource that names another patient (wrong-patient data is dropped)."""
         subject = resource.get("subject") or resource.get("patient")
         ref = subject.get("reference") if isinstance(subject, dict) else None
+        if ref == self.own_ref:  # the usual case, decided by one comparison
+            return True
         if self.patient_id and isinstance(ref, str) and ref.startswith("Patient/"):
             return ref.removeprefix("Patient/").split("/")[0] == self.patient_id
         return True
 
-    def read(self, resource: dict[str, Any]) -> None:
-        resource_type = resource.get("resourceType")
-        handler = _HANDLERS.get(resource_type) if isinstance(resource_type, str) else None
-        if handler:
-            handler(self, resource)
-
     def ref(self, resource: dict[str, Any]) -> str:
         return f"{resource['resourceType']}/{safe_id(resource.get('id'))}"
 
-    def valid(self, resource: dict[str, Any]) -> bool:
+    def valid(self, resource: dict[str, Any], position: int | None = None) -> bool:
         """Validate a resource the decision uses; an invalid one is ignored and said on the card."""
+        known = self.validity.get(id(resource))
+        if known is not None:
+            return known
         try:
             validate(resource, self.ref(resource))
+            ok = True
         except InvalidResourceError as e:
-            self.ignored.append(e.diagnostics)
-            return False
-        return True
+            self.ignored.append((self.position if position is None else position, e.diagnostics))
+            ok = False
+        self.validity[id(resource)] = ok
+        return ok
 
     def moment(self, value: Any) -> tuple[datetime | None, bool]:
         return parse_fhir_datetime(value, self.tz)
@@ -250,22 +272,54 @@ class _Reader:
     # -- Observation -------------------------------------------------------------------------
     def observation(self, o: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(o.get("code")) & OBSERVATION_CONCEPTS
-        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES) or not self.valid(o):
+        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES):
             return
         when = self._effective(o)
-        if when is None or o.get("dataAbsentReason"):
+        if when is None:
+            self.valid(o)  # undatable: unusable, and if it is also invalid FHIR the card says so
             return
-        ref = self.ref(o)
+        if o.get("dataAbsentReason"):
+            return
         for concept in concepts:
-            if concept in FINDING_CONCEPTS or concept == "hcg":
-                finding = Finding(ref, when, present=self._present(o), value=_number(o))
-                if finding.present is not None or finding.value is not None:
-                    self.findings[FINDING_CONCEPTS.get(concept, concept)].append(finding)
-            else:
-                value = _scaled(concept, o)
-                if value is not None:
-                    name = "pain" if concept.startswith("pain-") else concept
-                    self.readings[name].append(Reading(ref, when, value))
+            # hCG is kept as a finding: only the newest recent test counts (decide/rules.py)
+            kind = FINDING_CONCEPTS.get(concept) or ("pain" if concept.startswith("pain-") else concept)
+            self.candidates[kind].append(_Candidate(when, self.position, o, concept))
+
+    def settle(self) -> None:
+        """Validate, newest first, the readings and findings the decision can read; keep those.
+
+        Per kind that is the newest valid one not ``in_future`` (and any newer ones), and for pain
+        also the newest valid one ``WORSENING_GAP`` before it (``Facts.readings``). Older ones are
+        never read by the decision, so are not worth validating.
+        """
+        for kind, candidates in self.candidates.items():
+            # same-moment readings in reference order, so record order never changes the decision
+            candidates.sort(key=lambda c: (c.when, self.ref(c.resource)))
+            latest: datetime | None = None
+            for c in reversed(candidates):
+                if not (self.valid(c.resource, c.position) and self._keep(kind, c)):
+                    continue
+                if latest is None:
+                    latest = None if in_future(c.when, self.now) else c.when
+                    if latest is not None and kind != "pain":
+                        break
+                elif latest - c.when >= _PAIN_GAP:
+                    break
+
+    def _keep(self, kind: str, c: _Candidate) -> bool:
+        """Add the reading or finding of a validated candidate; False when it has no usable value."""
+        o, ref = c.resource, self.ref(c.resource)
+        if c.concept in FINDING_CONCEPTS or c.concept == "hcg":
+            finding = Finding(ref, c.when, present=self._present(o), value=_number(o))
+            if finding.present is None and finding.value is None:
+                return False
+            self.findings[kind].append(finding)
+            return True
+        value = _scaled(c.concept, o)
+        if value is None:
+            return False
+        self.readings[kind].append(Reading(ref, c.when, value))
+        return True
 
     def _effective(self, o: dict[str, Any]) -> datetime | None:
         period = o.get("effectivePeriod")
@@ -390,3 +444,10 @@ _HANDLERS = {
     "AllergyIntolerance": _Reader.allergy,
     "Encounter": _Reader.encounter,
 }
+
+
+def load_models() -> None:
+    """Import the R4B models normalize validates with: at start-up (before the worker freezes its
+    start-up heap, see ``server.freeze_startup_heap``), not during the first request."""
+    for resource_type in ("Patient", *_HANDLERS):
+        get_fhir_model_class(resource_type)

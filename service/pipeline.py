@@ -17,7 +17,7 @@ from .catalog import ServiceDefinition, build_catalog
 from .decide import RULES_VERSION, Assessment, decide
 from .errors import NotFoundError
 from .gather import Fetcher, gather
-from .normalize import normalize
+from .normalize import load_models, normalize
 from .orders import DraftOrder, augmentation_orders
 from .render import CardContext, cards_for
 from .render_orders import order_check_card
@@ -41,6 +41,7 @@ class Engine:
         self.terminology = terminology
         self.catalog = build_catalog(terminology)
         self.rules_version = f"{RULES_VERSION}+mappings.{terminology.digest}"
+        load_models()
 
     @classmethod
     def load(cls, extra_mappings: str | Path | None = None) -> Engine:

@@ -49,10 +49,13 @@ class OrderSelectContextSchema(OrderSignContextSchema):
     selections = fields.List(fields.String(), required=True)
 
 
-CONTEXT_SCHEMAS: dict[str, type[Schema]] = {
-    "patient-view": PatientViewContextSchema,
-    "order-select": OrderSelectContextSchema,
-    "order-sign": OrderSignContextSchema,
+# Built once: building a Schema costs more than loading a request with it, and loading does not
+# change it (safe to share between threads)
+HOOK_REQUEST = HookRequestSchema()
+CONTEXT_SCHEMAS: dict[str, Schema] = {
+    "patient-view": PatientViewContextSchema(),
+    "order-select": OrderSelectContextSchema(),
+    "order-sign": OrderSignContextSchema(),
 }
 
 
@@ -61,7 +64,7 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object (a CDS Hooks request).")
     try:
-        request: dict[str, Any] = HookRequestSchema().load(body)
+        request: dict[str, Any] = HOOK_REQUEST.load(body)
     except ValidationError as e:
         raise validation_error(e, "") from None
     if request["hook"] != hook:
@@ -69,7 +72,7 @@ def load_request(body: Any, hook: str) -> dict[str, Any]:
             f"This service answers the '{hook}' hook, not '{request['hook'][:60]}'.", expression=["hook"]
         )
     try:
-        request["context"] = CONTEXT_SCHEMAS[hook]().load(request["context"])
+        request["context"] = CONTEXT_SCHEMAS[hook].load(request["context"])
     except ValidationError as e:
         raise validation_error(e, "context") from None
     # Some EHRs send "Patient/123" where the spec has "123"

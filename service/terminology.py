@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ TEXT_MATCH_URL = "http://vcf-cds.org/fhir/StructureDefinition/text-match"
 VALUESET_BASE = "http://vcf-cds.org/fhir/ValueSet/"
 _DRUG_SYSTEMS = {RXNORM, "http://www.whocc.no/atc"}
 _HIERARCHICAL = {ICD10_CM, "http://www.cms.gov/Medicare/Coding/ICD10", "http://www.whocc.no/atc"}
+_NONE: frozenset[str] = frozenset()
 
 
 class MappingError(Exception):
@@ -107,11 +108,24 @@ class Terminology:
     def concepts_of(self, concept: Any) -> frozenset[str]:
         """Concepts of every coding of a CodeableConcept (all codings, not only the first)."""
         if not isinstance(concept, dict):
-            return frozenset()
-        found: set[str] = set()
-        for coding in _codings(concept):
-            found |= self.concepts_of_coding(coding.get("system"), coding.get("code"))
-        return frozenset(found)
+            return _NONE
+        codings = concept.get("coding")
+        if not isinstance(codings, list):
+            return _NONE
+        # called for every resource of a record: the cache is read inline, no set is built on a miss
+        found, cache = _NONE, self._cache
+        for coding in codings:
+            if not isinstance(coding, dict):
+                continue
+            system: Any = coding.get("system")
+            code: Any = coding.get("code")
+            try:
+                more = cache[(system, code)]
+            except (KeyError, TypeError):  # not seen yet, or not strings (unhashable JSON)
+                more = self.concepts_of_coding(system, code)
+            if more:
+                found = found | more if found else more
+        return found
 
     def concepts_in_text(self, *texts: Any) -> frozenset[str]:
         """Concepts whose keywords (text-match extension, RxNorm ingredient names) occur in text."""
@@ -126,12 +140,6 @@ class Terminology:
         for vs_id in concept_ids:
             pairs |= self.valuesets[vs_id].include.exact
         return sorted(pairs)
-
-
-def _codings(concept: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    codings = concept.get("coding")
-    if isinstance(codings, list):
-        yield from (c for c in codings if isinstance(c, dict))
 
 
 def _code_forms(system: str, code: str) -> tuple[str, str]:

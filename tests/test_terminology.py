@@ -65,6 +65,15 @@ def test_every_coding_is_read_not_only_the_first(t: Terminology) -> None:
     assert "vcf-osteoporotic" in t.concepts_of(epic_style)
 
 
+@pytest.mark.parametrize(
+    "concept",
+    [None, [], {"coding": "M80.08XA"}, {"coding": [None, {"system": ICD, "code": ["M80.08XA"]}, {"code": "M80.08XA"}]}],
+)
+def test_malformed_codeable_concepts_match_nothing(t: Terminology, concept: object) -> None:
+    assert t.concepts_of(concept) == frozenset()
+    assert t.concepts_of(concept) == frozenset()  # the second time from the cache
+
+
 def test_drug_names_match_product_text(t: Terminology) -> None:
     assert "anticoagulant" in t.concepts_in_text("Warfarin Sodium 5 MG Oral Tablet")
     assert "osteoporosis-therapy" in t.concepts_in_text("Alendronic acid 10 MG [Fosamax]")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from ..facts import Facts, Finding, Reading, Refs
+from ..facts import Facts, Finding, Reading, Refs, in_future
 from . import thresholds as T
 
 RULES_VERSION = "2026.11.2"
@@ -110,9 +110,9 @@ def _latest(items: tuple[Dated, ...], now: datetime, max_days: float | None) -> 
         when = item.when
         if when is None:
             continue
-        age = (now - when).total_seconds() / 86400
-        if age < -1:
+        if in_future(when, now):
             continue
+        age = (now - when).total_seconds() / 86400
         return item if max_days is None or age <= max_days else None
     return None
 
