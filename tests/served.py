@@ -53,6 +53,8 @@ class Served:
     base: str
     stdout: Path  # the access log
     stderr: Path  # everything else
+    tmp_path: Path  # its working directory and TMPDIR (the Prometheus multiprocess folder is made there)
+    exit_code: int | None = None  # once stopped
 
     @property
     def master(self) -> int:
@@ -126,9 +128,9 @@ def serving(
     stdout, stderr = tmp_path / "access.log", tmp_path / "server.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen([executable, "serve"], env=environment, stdout=out, stderr=err, cwd=tmp_path)
-    served = Served(process, f"http://127.0.0.1:{port}", stdout, stderr)
+    served = Served(process, f"http://127.0.0.1:{port}", stdout, stderr, tmp_path)
     try:
         wait_until_up(served)
         yield served
     finally:
-        served.stop()
+        served.exit_code = served.stop()
