@@ -113,6 +113,12 @@ def _shut(sock: socket.socket) -> None:
 _current = threading.local()  # .cutoff: the Cutoff of the search this pool thread is running
 
 
+def _release_current() -> None:
+    cutoff: Cutoff | None = getattr(_current, "cutoff", None)
+    if cutoff is not None:
+        cutoff.release()
+
+
 def _watch_current(sock: socket.socket | None) -> None:
     cutoff: Cutoff | None = getattr(_current, "cutoff", None)
     if cutoff is not None and sock is not None:
@@ -366,24 +372,27 @@ class FhirClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SearchError(self._spent())
-            with self._session().get(
-                url,
-                headers={"Accept": "application/fhir+json"},
-                auth=_Bearer(token),
-                timeout=(remaining, remaining),  # connect, and each read: never past the deadline
-                allow_redirects=False,
-                stream=True,
-            ) as response:
-                status = response.status_code
-                if status in _REDIRECTS:
-                    url = urljoin(url, response.headers.get("Location", ""))
-                    if _origin(url) != home:
-                        raise SearchError(f"HTTP {status} redirect to another host; not followed")
-                    continue
-                if status != 200:
-                    refused = " (the access token was refused)" if status in (401, 403) else ""
-                    raise SearchError(f"HTTP {status}{refused}")
-                body = self._read_capped(response, cap, deadline)
+            try:
+                with self._session().get(
+                    url,
+                    headers={"Accept": "application/fhir+json"},
+                    auth=_Bearer(token),
+                    timeout=(remaining, remaining),  # connect, and each read: never past the deadline
+                    allow_redirects=False,
+                    stream=True,
+                ) as response:
+                    status = response.status_code
+                    if status in _REDIRECTS:
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        if _origin(url) != home:
+                            raise SearchError(f"HTTP {status} redirect to another host; not followed")
+                        continue
+                    if status != 200:
+                        refused = " (the access token was refused)" if status in (401, 403) else ""
+                        raise SearchError(f"HTTP {status}{refused}")
+                    body = self._read_capped(response, cap, deadline)
+            finally:
+                _release_current()  # this answer is read: its socket need not be watched (nor kept open)
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:
