@@ -1,11 +1,12 @@
-"""Acknowledged feedback survives a worker killed mid-load (``kill -9``), on SQLite and PostgreSQL.
+"""Acknowledged writes survive a worker killed mid-load (``kill -9``), on SQLite and PostgreSQL.
 
 ``vcf-cds serve`` with two workers; client threads post feedback, each item with a card id of its
-own, over keep-alive connections they renew every few requests (so that new connections reach
-every worker). One worker is killed with SIGKILL while they do, gunicorn's master starts another,
-the clients go on until the new worker has stored feedback too (its own Prometheus sample file
-says so), then the server is stopped with SIGTERM.
-Every card id that got a 200 must be in the database. Requests cut off by the kill may fail (a
+own, and hook calls, each with a hookInstance of its own, over keep-alive connections they renew
+every few requests (so that new connections reach every worker). One worker is killed with
+SIGKILL while they do, gunicorn's master starts another, the clients go on until the new worker
+has stored feedback too (its own Prometheus sample file says so), then the server is stopped with
+SIGTERM. Every card id that got a 200 must be in the database, and every hook call answered 200 must have
+its audit row and its cards (no advice leaves unaudited). Requests cut off by the kill may fail (a
 reset connection); they are not counted as acknowledged, and nothing was stored that was never sent.
 """
 
@@ -25,17 +26,21 @@ from pathlib import Path
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import select
 
-from service.db import create_db_engine
+from service.db import audit_log, create_db_engine, issued_card
 from service.db import feedback as feedback_table
 
+from builders import ICD10CM, condition, pain, request
 from served import Served, serving
 
 CLIENTS = 6
+HOOK_CLIENTS = 2  # of them, posting hook calls; the others post feedback
+HOOK_BODY = request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
 PER_CONNECTION = 10  # requests on one keep-alive connection before the client opens another
 BEFORE_KILL = 150  # acknowledged items before the kill: the load is well under way
 AFTER_REPLACEMENT = 150  # and after the new worker is up: the service went on taking writes
 PATIENCE = 30.0  # seconds for each phase; the test takes ~10 s
-PATH = "/cds-services/vcf-patient-view/feedback"
+FEEDBACK_PATH = "/cds-services/vcf-patient-view/feedback"
+HOOK_PATH = "/cds-services/vcf-patient-view"
 
 
 @dataclass
@@ -45,9 +50,10 @@ class Load:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     sent: list[str] = field(default_factory=list)
-    acknowledged: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # card id → what went wrong (an exception name)
-    refused: dict[str, int] = field(default_factory=dict)  # card id → an HTTP status other than 200
+    acknowledged: list[str] = field(default_factory=list)  # feedback card ids answered 200, stored
+    answered: dict[str, list[str]] = field(default_factory=dict)  # hookInstance answered 200 → its card uuids
+    failed: dict[str, str] = field(default_factory=dict)  # id → what went wrong (an exception name)
+    refused: dict[str, int] = field(default_factory=dict)  # id → an HTTP status other than 200
 
     def count(self) -> int:
         with self.lock:
@@ -58,34 +64,41 @@ def post_until_stopped(served: Served, load: Load, client: int) -> None:
     port = int(served.base.rsplit(":", 1)[1])
     connection: http.client.HTTPConnection | None = None
     used = 0
+    hooks = client < HOOK_CLIENTS
     while not load.stop.is_set():
-        card = f"kill9-{client}-{uuid.uuid4()}"
-        body = json.dumps(
-            {"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-06-15T14:00:00Z"}]}
-        )
+        ident = f"kill9-{client}-{uuid.uuid4()}"
+        if hooks:
+            path, body = HOOK_PATH, json.dumps({**HOOK_BODY, "hookInstance": ident})
+        else:
+            feedback = {"card": ident, "outcome": "accepted", "outcomeTimestamp": "2026-06-15T14:00:00Z"}
+            path, body = FEEDBACK_PATH, json.dumps({"feedback": [feedback]})
         with load.lock:
-            load.sent.append(card)
+            load.sent.append(ident)
         try:
             if connection is None or used == PER_CONNECTION:
                 if connection is not None:
                     connection.close()
                 connection, used = http.client.HTTPConnection("127.0.0.1", port, timeout=20), 0
             used += 1
-            connection.request("POST", PATH, body, {"Content-Type": "application/json"})
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             answer = response.read()
         except (OSError, http.client.HTTPException) as e:  # the worker holding the connection died
             with load.lock:
-                load.failed[card] = type(e).__name__
+                load.failed[ident] = type(e).__name__
             if connection is not None:
                 connection.close()
             connection = None
             continue
         with load.lock:
-            if response.status == 200 and json.loads(answer)["stored"] == 1:
-                load.acknowledged.append(card)
+            if response.status != 200:
+                load.refused[ident] = response.status
+            elif hooks:
+                load.answered[ident] = [card["uuid"] for card in json.loads(answer)["cards"]]
+            elif json.loads(answer)["stored"] == 1:
+                load.acknowledged.append(ident)
             else:
-                load.refused[card] = response.status
+                load.refused[ident] = response.status
     if connection is not None:
         connection.close()
 
@@ -153,15 +166,23 @@ def test_acknowledged_feedback_survives_a_worker_killed_mid_load(database_url: s
     try:
         with engine.connect() as connection:
             stored = set(connection.execute(select(feedback_table.c.card_uuid)).scalars())
+            audited = set(
+                connection.execute(select(audit_log.c.hook_instance).where(audit_log.c.status == 200)).scalars()
+            )
+            issued = set(connection.execute(select(issued_card.c.uuid)).scalars())
     finally:
         engine.dispose()
     acknowledged = set(load.acknowledged)
     assert at_kill >= BEFORE_KILL and len(acknowledged) >= at_kill + AFTER_REPLACEMENT
     assert load.refused == {}, "no 5xx (nor any other refusal) for well-formed feedback"
     assert acknowledged - stored == set(), "acknowledged feedback lost"
+    assert load.answered and all(load.answered.values()), "hook calls answered with cards"
+    assert set(load.answered) - audited == set(), "advice given without its audit row"
+    assert {c for cards in load.answered.values() for c in cards} - issued == set(), "cards given, not recorded"
     # requests cut off by the kill may or may not have been committed; nothing else is in the table
     assert stored - acknowledged <= set(load.failed)
     print(
-        f"\n{len(acknowledged)} acknowledged, all stored; {len(load.failed)} cut off by the kill "
+        f"\n{len(load.answered)} hook calls answered, all audited; {len(acknowledged)} feedback items "
+        f"acknowledged, all stored; {len(load.failed)} cut off by the kill "
         f"({sorted(set(load.failed.values()))}), of which {len(stored & set(load.failed))} were stored"
     )
