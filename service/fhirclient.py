@@ -9,17 +9,21 @@ An EHR's request is input, not trust, so:
 - The access token goes to fhirServer's origin only: redirects and ``next`` links elsewhere are not
   followed (requests would follow a redirect itself, so redirects are handled here).
 - Work is bounded: pages, redirects, bytes read per search, a timeout per call, and one deadline
-  shared by all the searches of a hook call (``VCF_CDS_FHIR_TIMEOUT``).
+  shared by all the searches of a hook call (``VCF_CDS_FHIR_TIMEOUT``). A timeout bounds each read,
+  not the whole answer: a server trickling a byte at a time would hold a pool thread forever, so
+  when the hook call stops waiting, the sockets of its unfinished searches are shut down.
 - Failure reasons and log lines name the search ("Condition search: HTTP 401"), never the token
   nor a URL (query values are patient ids).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import ipaddress
 import logging
 import re
+import socket
 import threading
 import time
 import weakref
@@ -31,8 +35,10 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+import urllib3
 from flask import Flask
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from .gather import FetchFailure, next_link
 
@@ -59,6 +65,95 @@ class Limits:
 
 class SearchError(Exception):
     """A search that cannot complete. The message is shown to the EHR: no token, no URL."""
+
+
+class Cutoff:
+    """The sockets one search is using, shut down when its hook call stops waiting for it.
+
+    Every read has a timeout, but a server sending a byte just before each one expires (headers
+    or body, with no Content-Length) never trips it. ``trip`` wakes such a read at once: it fails,
+    and the pool thread is free for the next call. The sockets are watched through duplicates of
+    their descriptors, so a socket closed and its number reused meanwhile is never touched.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: list[socket.socket] = []
+        self.tripped = False
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:  # already closed: nothing to wake
+            return
+        with self._lock:
+            self._watched.append(duplicate)
+            if self.tripped:
+                _shut(duplicate)
+
+    def trip(self) -> None:
+        with self._lock:
+            self.tripped = True
+            for sock in self._watched:
+                _shut(sock)
+
+    def release(self) -> None:
+        """Close the duplicates (not the connections: they go back to the pool)."""
+        with self._lock:
+            for sock in self._watched:
+                sock.close()
+            self._watched.clear()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # not connected any more
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # .cutoff: the Cutoff of the search this pool thread is running
+
+
+def _release_current() -> None:
+    cutoff: Cutoff | None = getattr(_current, "cutoff", None)
+    if cutoff is not None:
+        cutoff.release()
+
+
+def _watch_current(sock: socket.socket | None) -> None:
+    cutoff: Cutoff | None = getattr(_current, "cutoff", None)
+    if cutoff is not None and sock is not None:
+        cutoff.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    # Both places a connection starts blocking on the server: a new socket (connect, TLS handshake,
+    # request) and, on a reused one, waiting for the response's headers (the body comes after)
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch_current(sock)
+        return sock
+
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        _watch_current(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 def server_allowed(url: str, allowlist: Sequence[str]) -> bool:
@@ -156,16 +251,19 @@ class FhirClient:
         base = str(request["fhirServer"]).rstrip("/")
         token = (request.get("fhirAuthorization") or {}).get("access_token")
         started = time.monotonic()
+        cutoffs = {key: Cutoff() for key in queries}
         futures: dict[str, Future[Result]] = {
-            key: self._pool.submit(self._search, base, query, token, deadline) for key, query in queries.items()
+            key: self._pool.submit(self._search, base, query, token, deadline, cutoffs[key])
+            for key, query in queries.items()
         }
         wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
         results: dict[str, Result] = {}
         for key, future in futures.items():
             if future.done():
                 results[key] = future.result()
-            else:  # still running: it stops at its own timeout; the answer cannot wait for it
+            else:  # the answer cannot wait for it: not started, it never will; running, its reads fail now
                 future.cancel()
+                cutoffs[key].trip()
                 results[key] = FetchFailure(f"{_label(queries[key])}: {self._spent()}")
         failed = {k: r.reason for k, r in results.items() if isinstance(r, FetchFailure)}
         log.info(
@@ -199,14 +297,17 @@ class FhirClient:
             session = requests.Session()
             # Cookies would carry one EHR user's server session into another's call
             session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+            adapter = _Adapter(pool_connections=4, pool_maxsize=4, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             self._local.session = session
         return session
 
-    def _search(self, base: str, query: str, token: str | None, deadline: float) -> Result:
+    def _search(
+        self, base: str, query: str, token: str | None, deadline: float, cutoff: Cutoff | None = None
+    ) -> Result:
         label = _label(query)
+        _current.cutoff = cutoff
         try:
             return self._read_all(base, query, token, deadline)
         except SearchError as e:
@@ -217,6 +318,12 @@ class FhirClient:
             reason = "could not connect to the FHIR server"
         except requests.RequestException as e:  # its message holds the URL: keep the type only
             reason = f"the request failed ({type(e).__name__})"
+        finally:
+            _current.cutoff = None
+            if cutoff is not None:
+                cutoff.release()
+        if cutoff is not None and cutoff.tripped:
+            reason = self._spent()  # whatever the cut reads raised, the budget is why
         log.warning("FHIR fallback: %s: %s", label, reason)
         return FetchFailure(f"{label}: {reason}")
 
@@ -265,24 +372,27 @@ class FhirClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SearchError(self._spent())
-            with self._session().get(
-                url,
-                headers={"Accept": "application/fhir+json"},
-                auth=_Bearer(token),
-                timeout=(remaining, remaining),  # connect, and each read: never past the deadline
-                allow_redirects=False,
-                stream=True,
-            ) as response:
-                status = response.status_code
-                if status in _REDIRECTS:
-                    url = urljoin(url, response.headers.get("Location", ""))
-                    if _origin(url) != home:
-                        raise SearchError(f"HTTP {status} redirect to another host; not followed")
-                    continue
-                if status != 200:
-                    refused = " (the access token was refused)" if status in (401, 403) else ""
-                    raise SearchError(f"HTTP {status}{refused}")
-                body = self._read_capped(response, cap, deadline)
+            try:
+                with self._session().get(
+                    url,
+                    headers={"Accept": "application/fhir+json"},
+                    auth=_Bearer(token),
+                    timeout=(remaining, remaining),  # connect, and each read: never past the deadline
+                    allow_redirects=False,
+                    stream=True,
+                ) as response:
+                    status = response.status_code
+                    if status in _REDIRECTS:
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        if _origin(url) != home:
+                            raise SearchError(f"HTTP {status} redirect to another host; not followed")
+                        continue
+                    if status != 200:
+                        refused = " (the access token was refused)" if status in (401, 403) else ""
+                        raise SearchError(f"HTTP {status}{refused}")
+                    body = self._read_capped(response, cap, deadline)
+            finally:
+                _release_current()  # this answer is read: its socket need not be watched (nor kept open)
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:

@@ -44,11 +44,21 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
+# What service/schemas.py and service/feedback.py enforce: a body the document calls valid must not be
+# refused for a length the document does not state
+REQUEST_TEXT = {"type": "string", "minLength": 1, "maxLength": 1024}
+ID_TEXT = {"type": "string", "minLength": 1, "maxLength": 128}
+
+
 def _coding() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["code"],
-        "properties": {"system": {"type": "string"}, "code": {"type": "string"}, "display": {"type": "string"}},
+        "properties": {
+            "system": {"type": "string", "maxLength": 255},
+            "code": ID_TEXT,
+            "display": {"type": "string", "maxLength": 255},
+        },
     }
 
 
@@ -105,14 +115,14 @@ def schemas() -> dict[str, Any]:
             "description": "CDS Hooks 2.0 request; context as the hook defines it (patient-view: patientId, userId)",
             "required": ["hook", "hookInstance", "context"],
             "properties": {
-                "hook": string,
-                "hookInstance": string,
-                "fhirServer": {"type": "string", "format": "uri"},
+                "hook": {**REQUEST_TEXT, "description": "the service's hook (discovery), e.g. patient-view"},
+                "hookInstance": REQUEST_TEXT,
+                "fhirServer": {"type": ["string", "null"], "format": "uri"},
                 "fhirAuthorization": {
                     "type": ["object", "null"],
                     "required": ["access_token", "token_type"],
                     "properties": {
-                        "access_token": string,
+                        "access_token": REQUEST_TEXT,
                         "token_type": {"enum": ["Bearer", "bearer"]},
                         "expires_in": {"type": "integer"},
                         "scope": string,
@@ -122,7 +132,16 @@ def schemas() -> dict[str, Any]:
                 },
                 "context": {
                     "type": "object",
-                    "properties": {"patientId": string, "userId": string, "encounterId": nullable_string},
+                    "description": (
+                        "as the hook defines it: order-select adds draftOrders (a Bundle) and selections, "
+                        "order-sign draftOrders"
+                    ),
+                    "required": ["patientId"],
+                    "properties": {
+                        "patientId": REQUEST_TEXT,
+                        "userId": nullable_string,
+                        "encounterId": nullable_string,
+                    },
                 },
                 "prefetch": {
                     "type": ["object", "null"],
@@ -236,18 +255,25 @@ def schemas() -> dict[str, Any]:
                         "type": "object",
                         "required": ["card", "outcome", "outcomeTimestamp"],
                         "properties": {
-                            "card": {"type": "string", "description": "the card's uuid"},
+                            "card": {**ID_TEXT, "description": "the card's uuid"},
                             "outcome": {"enum": ["accepted", "overridden"]},
                             "acceptedSuggestions": {
                                 "type": "array",
-                                "items": {"type": "object", "required": ["id"], "properties": {"id": string}},
+                                "maxItems": 50,
+                                "items": {"type": "object", "required": ["id"], "properties": {"id": ID_TEXT}},
                             },
                             "overrideReason": {
                                 "type": "object",
-                                "properties": {"reason": _ref("Coding"), "userComment": string},
+                                "properties": {
+                                    "reason": _ref("Coding"),
+                                    "userComment": {"type": "string", "maxLength": 4000},
+                                },
                             },
                             "outcomeTimestamp": {"type": "string", "format": "date-time"},
                         },
+                        # only an overridden card has an override reason (an empty one is no reason)
+                        "if": {"properties": {"outcome": {"const": "accepted"}}},
+                        "then": {"properties": {"overrideReason": {"maxProperties": 0}}},
                     },
                 }
             },
@@ -279,6 +305,27 @@ def schemas() -> dict[str, Any]:
     }
 
 
+# POST /viewer/prepare: what service/replay.py's classify() takes
+PASTED = {
+    "type": "object",
+    "description": "a fixture ({request | bundle, expected, now}), a FHIR Bundle or a CDS Hooks request",
+    "anyOf": [
+        {"required": ["request"], "properties": {"request": {"type": "object"}}},
+        {"required": ["bundle"], "properties": {"bundle": {"type": "object"}}},
+        {"required": ["resourceType"], "properties": {"resourceType": {"const": "Bundle"}}},
+        {"required": ["hook"]},
+    ],
+}
+CHECKED = {
+    "type": "object",
+    "required": ["cards", "expected"],
+    "properties": {
+        "cards": {"type": "array", "items": {"type": "object"}, "description": "the cards a hook call answered"},
+        "expected": {"type": "object", "description": "a fixture's expected result (fixtures/patient-view/README.md)"},
+    },
+}
+
+
 def build_spec(the_engine: Engine) -> dict[str, Any]:
     ids = sorted(the_engine.catalog)
     service_id = {
@@ -307,7 +354,9 @@ def build_spec(the_engine: Engine) -> dict[str, Any]:
                 "get": {
                     "operationId": "discovery",
                     "summary": "CDS Hooks discovery: the services offered with their prefetch templates",
-                    "responses": {"200": _json(_ref("DiscoveryResponse"), "The services")},
+                    # everything under /cds-services needs the EHR's JWT once trusted issuers are configured
+                    "security": jwt,
+                    "responses": {"200": _json(_ref("DiscoveryResponse"), "The services"), **_errors(401)},
                 }
             },
             "/cds-services/{id}": {
@@ -423,7 +472,7 @@ def build_spec(the_engine: Engine) -> dict[str, Any]:
                 "post": {
                     "operationId": "viewerPrepare",
                     "summary": "A pasted Bundle, request or fixture, as the request to send",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": PASTED}}},
                     "responses": {
                         "200": _json({"type": "object"}, "{name, request, expected, now}"),
                         **_errors(400, 413, 415),
@@ -434,7 +483,7 @@ def build_spec(the_engine: Engine) -> dict[str, Any]:
                 "post": {
                     "operationId": "viewerCheck",
                     "summary": "Compare cards with a fixture's expected result",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": CHECKED}}},
                     "responses": {"200": _json({"type": "object"}, "{problems: [text]}"), **_errors(400, 413, 415)},
                 }
             },

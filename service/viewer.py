@@ -138,7 +138,14 @@ def check() -> Response:
     well_formed = isinstance(body, dict) and isinstance(body.get("cards"), list)
     if not well_formed or not isinstance(body.get("expected"), dict):
         raise BadRequestError('Send {"cards": [...], "expected": {"cards": [...]}}.')
-    return json_response({"problems": differences(body["cards"], body["expected"])})
+    try:
+        problems = differences(body["cards"], body["expected"])
+    # expect.py reads our own cards and fixtures; what the page posts can be any JSON at all
+    except (AttributeError, TypeError, KeyError):
+        raise BadRequestError(
+            "The cards or the expected result are not shaped like a hook call's cards and a fixture's expected result."
+        ) from None
+    return json_response({"problems": problems})
 
 
 def prepare(doc: Any) -> dict[str, Any]:

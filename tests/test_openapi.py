@@ -79,3 +79,56 @@ def test_real_bodies_match_their_schemas(client: FlaskClient, spec: dict[str, An
 def test_the_schemas_do_catch_a_wrong_body(spec: dict[str, Any]) -> None:
     with pytest.raises(AssertionError):
         check(spec, "CdsResponse", {"cards": [{"uuid": "x", "summary": "s" * 141, "indicator": "info", "source": {}}]})
+
+
+def invalid(spec: dict[str, Any], schema_name: str, body: Any) -> bool:
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
+    return not Draft202012Validator(schema).is_valid(body)
+
+
+FEEDBACK = {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-06-15T14:00:00Z"}
+HOOK = {"hook": "patient-view", "hookInstance": "i", "context": {"patientId": "p1"}}
+
+
+@pytest.mark.parametrize(
+    ("path", "schema_name", "body"),
+    [
+        # found by tests/test_schemathesis.py: the document called these valid, the service said 400
+        ("/cds-services/vcf-patient-view/feedback", "FeedbackRequest", {"feedback": [{**FEEDBACK, "card": ""}]}),
+        ("/cds-services/vcf-patient-view/feedback", "FeedbackRequest", {"feedback": [{**FEEDBACK, "card": "c" * 129}]}),
+        (
+            "/cds-services/vcf-patient-view/feedback",
+            "FeedbackRequest",
+            {"feedback": [{**FEEDBACK, "outcome": "accepted", "overrideReason": {"userComment": "no"}}]},
+        ),
+        (
+            "/cds-services/vcf-patient-view/feedback",
+            "FeedbackRequest",
+            {"feedback": [{**FEEDBACK, "overrideReason": {"reason": {"code": ""}}}]},
+        ),
+        ("/cds-services/vcf-patient-view", "HookRequest", {**HOOK, "hookInstance": ""}),
+        ("/cds-services/vcf-patient-view", "HookRequest", {**HOOK, "context": {}}),
+        (
+            "/cds-services/vcf-patient-view",
+            "HookRequest",
+            {**HOOK, "fhirAuthorization": {"access_token": "", "token_type": "Bearer"}},
+        ),
+    ],
+)
+def test_what_the_service_refuses_the_document_calls_invalid(
+    client: FlaskClient, spec: dict[str, Any], path: str, schema_name: str, body: Any
+) -> None:
+    assert client.post(path, json=body).status_code == 400
+    assert invalid(spec, schema_name, body)
+
+
+def test_an_accepted_card_may_carry_an_empty_override_reason(client: FlaskClient, spec: dict[str, Any]) -> None:
+    body = {"feedback": [{**FEEDBACK, "outcome": "accepted", "overrideReason": {}}]}
+    assert client.post("/cds-services/vcf-patient-view/feedback", json=body).status_code == 200
+    assert not invalid(spec, "FeedbackRequest", body)
+
+
+def test_discovery_is_documented_as_authenticated(spec: dict[str, Any]) -> None:
+    # with trusted issuers configured, everything under /cds-services needs the EHR's JWT
+    discovery = spec["paths"]["/cds-services"]["get"]
+    assert discovery["security"] == [{"cdsHooksJwt": []}] and "401" in discovery["responses"]

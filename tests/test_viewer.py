@@ -189,3 +189,19 @@ def test_check_compares_with_expect(client: FlaskClient) -> None:
     body = client.post("/viewer/check", json={"cards": [], "expected": wrong}).get_json()
     assert body["problems"] == differences([], wrong) != []
     assert client.post("/viewer/check", json={"cards": "x"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"cards": [None, None], "expected": {}},  # found by tests/test_schemathesis.py: was a 500
+        {"cards": [{"extension": []}], "expected": {"cards": [{}]}},
+        {"cards": [{}], "expected": {"cards": [{"cautions": [{}]}]}},
+        {"cards": [{"extension": {"org.vcfcds": {"criteria": [1]}}}], "expected": {"cards": [{}]}},
+        {"cards": [], "expected": {"cards": "x"}},
+    ],
+)
+def test_check_refuses_cards_or_expectations_it_cannot_read(client: FlaskClient, body: Any) -> None:
+    response = client.post("/viewer/check", json=body)
+    assert response.status_code == 400
+    assert "not shaped like" in response.get_json()["issue"][0]["diagnostics"]
