@@ -14,9 +14,6 @@ Reports ratios to the sum of the delays (0.30 s), and writes them into benchmark
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import statistics
 import sys
 import threading
@@ -31,6 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from benchmarks.report import machine, write_section  # noqa: E402
 from service import create_app  # noqa: E402
 from service.fhirclient import FhirClient  # noqa: E402
 
@@ -70,18 +68,6 @@ def timed(run: Callable[[], Any], rounds: int) -> float:
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
 
 
 def main() -> int:
@@ -141,20 +127,8 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", text)
+        write_section(ROOT / "benchmarks" / "RESULTS.md", HEADING, text)
     return 0
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other benchmarks keep theirs)."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + section
-    else:
-        following = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + section + ("\n" + old[following + 1 :] if following >= 0 else "")
-    path.write_text(new)
 
 
 if __name__ == "__main__":

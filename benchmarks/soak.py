@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -49,6 +48,7 @@ sys.path[:0] = [str(REPO)]
 
 from sqlalchemy import select  # noqa: E402
 
+from benchmarks.report import machine, write_section  # noqa: E402
 from service.db import create_db_engine  # noqa: E402
 from service.db import feedback as feedback_table  # noqa: E402
 from service.fhirtime import parse_fhir_datetime  # noqa: E402
@@ -69,21 +69,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = names[0].strip() if names else cpu
-        memory = re.search(r"MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text())
-        ram = f", {int(memory.group(1)) / 1024 / 1024:.0f} GiB RAM" if memory else ""
-    except OSError:
-        ram = ""
-    return (
-        f"{os.cpu_count()} cores ({cpu}){ram}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def moved_to_today(doc: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +269,7 @@ def main() -> int:
     text = report(args, runs, peak, target, delay, rss_cold, rss_start, rss_end, stored, problems, load)
     print(text)
     if not (args.no_write or args.smoke):
-        write_section(ROOT / "RESULTS.md", text)
+        write_section(ROOT / "RESULTS.md", HEADING, text)
     return 1 if problems else 0
 
 
@@ -363,18 +348,6 @@ def report(
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (other benchmarks keep theirs)."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = old.find(HEADING + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + section
-    else:
-        following = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + section + ("\n" + old[following + 1 :] if following >= 0 else "")
-    path.write_text(new)
 
 
 if __name__ == "__main__":

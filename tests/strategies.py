@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from service.facts import Facts, Finding, Fracture, Reading
+from service.normalize import ALLERGY_CONCEPTS, CONDITION_CONCEPTS, VCF_KINDS
 
 from builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED
 from records import CANARY, PATIENT, READ_PATHS, RXNORM, SEEDS, delete_at, replace_at
@@ -137,26 +138,7 @@ ZONES: st.SearchStrategy[tzinfo] = st.integers(min_value=-14 * 60, max_value=14 
     lambda m: timezone(timedelta(minutes=m))
 )
 REFS = st.sampled_from(["Condition/c1", "Condition/c2", "Observation/o1", "Observation/o2", "Encounter/e1"])
-CONCEPTS = st.sampled_from(
-    [
-        "osteoporosis",
-        "kyphosis",
-        "multiple-myeloma",
-        "bone-metastasis",
-        "vertebral-malignancy",
-        "neoplastic-fracture",
-        "cancer",
-        "red-flag",
-        "spinal-infection",
-        "sepsis",
-        "pregnancy",
-        "bleeding-disorder",
-        "anticoagulant",
-        "osteoporosis-therapy",
-        "cement-allergy",
-        "contrast-allergy",
-    ]
-)
+CONCEPTS = st.sampled_from(sorted((CONDITION_CONCEPTS - set(VCF_KINDS)) | ALLERGY_CONCEPTS))
 VALUES = st.one_of(
     st.sampled_from([0.0, 4.9, 5.0, 6.0, 7.0, 8.0, 9.0, 13.0, 30.0, 70.0]),  # around the thresholds
     st.floats(min_value=-5, max_value=110),
