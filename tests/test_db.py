@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -96,3 +97,31 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
     current, head = schema_revision(engine)
     engine.dispose()
     assert current == head
+
+
+def test_sqlite_transactions_queue_on_locks_and_always_release_them(tmp_path: Path) -> None:
+    import threading
+
+    from service.db import create_db_engine
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), engine.begin() as connection:  # a rollback releases the lock too
+        connection.exec_driver_sql("INSERT INTO t VALUES (0)")
+        raise RuntimeError("boom")
+
+    def insert(n: int) -> None:
+        for i in range(20):
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"INSERT INTO t VALUES ({n * 100 + i})")
+
+    threads = [threading.Thread(target=insert, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a transaction kept the lock"
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 160
+    engine.dispose()
