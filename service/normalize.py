@@ -82,7 +82,7 @@ def normalize(
     FHIR resources, or belong to another patient, are skipped. Raises ``InvalidResourceError`` when
     the Patient, or a Condition the decision reads, is not valid FHIR R4.
     """
-    validate(patient, "the prefetched Patient")
+    validate(patient, "the Patient (prefetched or fetched)")
     patient_id = patient.get("id")
     reader = _Reader(terminology, now, patient_id if isinstance(patient_id, str) else None)
     for position, resource in enumerate(resources):
