@@ -41,10 +41,6 @@ class NotFoundError(ServiceError):
     status, issue_code = 404, "not-found"
 
 
-class MethodNotAllowedError(ServiceError):
-    status, issue_code = 405, "not-supported"
-
-
 class RequestTimeoutError(ServiceError):
     """The client did not send the whole request body in time."""
 
@@ -55,10 +51,6 @@ class PrefetchUnavailableError(ServiceError):
     """Required data was neither prefetched nor obtainable from the FHIR server."""
 
     status, issue_code = 412, "processing"
-
-
-class PayloadTooLargeError(ServiceError):
-    status, issue_code = 413, "too-costly"
 
 
 class UnsupportedMediaTypeError(ServiceError):

@@ -130,7 +130,8 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
     patient = patients[0]
     if isinstance(patient.get("id"), str) and patient["id"] != context["patientId"]:
         raise BadRequestError(
-            "The Patient of the record (prefetched or fetched) is not the patient of context.patientId.", expression=["prefetch.patient"]
+            "The Patient of the record (prefetched or fetched) is not the patient of context.patientId.",
+            expression=["prefetch.patient"],
         )
     resources = [r for key, rs in found.items() if key != "patient" for r in rs]
     return Record(patient, resources, set(failures), sorted(to_fetch))

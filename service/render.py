@@ -32,6 +32,7 @@ EVIDENCE_CAVEAT = (
     "over placebo; open RCTs (VERTOS II, FREE; CAFE in cancer) and VAPOUR (fracture under 6 weeks, NRS ≥ 7) "
     "showed benefit. Risks: infection, bleeding, nerve injury, cement leakage or embolism."
 )
+PROCEDURE_NAME = {"kyphoplasty": "balloon kyphoplasty", "either": "vertebroplasty or kyphoplasty"}
 PROCEDURE_TEXT = {
     "kyphoplasty": "balloon kyphoplasty (height loss > 25 % or kyphotic deformity: regain height)",
     "either": "vertebroplasty or kyphoplasty (vertebroplasty suits small fractures not needing height)",
@@ -142,7 +143,7 @@ def mri_suggestion(ctx: CardContext, a: Assessment) -> dict[str, Any]:
     )
 
 
-def _suggestions(ctx: CardContext, a: Assessment) -> list[dict[str, Any]]:
+def suggestions_for(ctx: CardContext, a: Assessment) -> list[dict[str, Any]]:
     reasons = a.fracture_refs
     if a.recommendation == "referral" and a.referral:
         priority = "urgent" if a.indicator == "critical" else "routine"
@@ -150,7 +151,7 @@ def _suggestions(ctx: CardContext, a: Assessment) -> list[dict[str, Any]]:
         return [suggestion(ctx, text, service_request(ctx, text, reasons=reasons, priority=priority), True)]
     out: list[dict[str, Any]] = []
     if a.recommendation == "augmentation":
-        text = f"Referral for vertebral augmentation: {a.procedure and PROCEDURE_TEXT[a.procedure].split(' (')[0]}"
+        text = f"Referral for vertebral augmentation: {PROCEDURE_NAME[a.procedure or 'either']}"
         if a.pathway == "neoplastic":
             text += ", coordinated with oncology/radiation oncology"
         out.append(
@@ -189,7 +190,7 @@ def _detail(a: Assessment, ctx: CardContext) -> str:
     return "\n\n".join(parts)
 
 
-def _source(topic_code: str, topic_display: str) -> dict[str, Any]:
+def card_source(topic_code: str, topic_display: str) -> dict[str, Any]:
     return {
         "label": "vcf-cds: CMS LCD L38201, NICE TA279, ACR, SIR, IOF",
         "url": LCD_URL,
@@ -197,7 +198,7 @@ def _source(topic_code: str, topic_display: str) -> dict[str, Any]:
     }
 
 
-def _links() -> list[dict[str, str]]:
+def evidence_links() -> list[dict[str, str]]:
     return [
         {"label": "CMS LCD L38201: Percutaneous Vertebral Augmentation", "url": LCD_URL, "type": "absolute"},
         {
@@ -214,10 +215,10 @@ def recommendation_card(a: Assessment, ctx: CardContext, kind: str = "recommenda
         "summary": summary(a.headline),
         "indicator": a.indicator,
         "detail": _detail(a, ctx),
-        "source": _source("vcf-recommendation", "Vertebral compression fracture management"),
-        "suggestions": _suggestions(ctx, a),
+        "source": card_source("vcf-recommendation", "Vertebral compression fracture management"),
+        "suggestions": suggestions_for(ctx, a),
         "overrideReasons": override_reasons(),
-        "links": _links(),
+        "links": evidence_links(),
         "extension": extension(a, kind, a.criteria, **extra),
     }
     card["selectionBehavior"] = "at-most-one" if len(card["suggestions"]) == 1 else "any"
@@ -275,11 +276,11 @@ def secondary_prevention_card(a: Assessment, ctx: CardContext) -> dict[str, Any]
         "summary": summary(f"Osteoporotic vertebral fracture with {what}: evaluate and treat osteoporosis"),
         "indicator": sp.indicator,
         "detail": detail,
-        "source": _source("vcf-secondary-prevention", "Osteoporosis secondary prevention"),
+        "source": card_source("vcf-secondary-prevention", "Osteoporosis secondary prevention"),
         "suggestions": suggestions,
         "selectionBehavior": "any",
         "overrideReasons": override_reasons(),
-        "links": _links()[:1],
+        "links": evidence_links()[:1],
         "extension": {
             EXTENSION_KEY: {
                 **extension(a, "secondary-prevention", sp.criteria)[EXTENSION_KEY],

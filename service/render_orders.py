@@ -11,14 +11,14 @@ from .render import (
     EXTENSION_KEY,
     IMAGING,
     CardContext,
-    _links,
-    _source,
-    _suggestions,
+    card_source,
     criteria_table,
+    evidence_links,
     extension,
     md,
     override_reasons,
     service_request,
+    suggestions_for,
     summary,
 )
 
@@ -73,7 +73,7 @@ def order_check_card(a: Assessment | None, orders: list[DraftOrder], ctx: CardCo
 
 def _replacement(a: Assessment, orders: list[DraftOrder], ctx: CardContext) -> dict[str, Any]:
     """One suggestion: delete the drafted augmentation and create the recommended alternative."""
-    alternative = next(s for s in _suggestions(ctx, a) if s["isRecommended"])
+    alternative = next(s for s in suggestions_for(ctx, a) if s["isRecommended"])
     create = alternative["actions"][0]
     actions = _delete_drafts(orders)
     actions.append({**create, "description": f"Create instead: {create['description']}"})
@@ -144,9 +144,9 @@ def _card(
         "summary": summary(title),
         "indicator": indicator,
         "detail": detail,
-        "source": _source("vcf-order-check", "Vertebral augmentation order check"),
+        "source": card_source("vcf-order-check", "Vertebral augmentation order check"),
         "overrideReasons": override_reasons(),
-        "links": _links(),
+        "links": evidence_links(),
         "extension": ext,
     }
     if suggestions:
