@@ -324,7 +324,8 @@ class Served:
     def served(self) -> int:
         """Hook calls answered so far, from the access log (also those wrk stopped waiting for)."""
         self.log.flush()
-        return self.log_path.read_text(errors="replace").count(f'"POST {PATH}" 200')
+        lines = self.log_path.read_text(errors="replace").splitlines()  # JSON access lines (server.JsonLogger)
+        return sum('"status":200,' in line and f'"path":"{PATH}"' in line for line in lines)
 
     def wait_idle(self, limit: float = 600) -> None:
         """Until the workers stop using CPU (requests wrk gave up on are still being served)."""

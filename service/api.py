@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -44,24 +45,33 @@ def read_json_body() -> Any:
         if "depth" in str(e):  # orjson's own bound: the same answer as ours below
             raise BadRequestError(TOO_DEEP) from None
         raise BadRequestError(f"The request body is not valid JSON: {str(e).split(':')[0]}.") from None
-    if json_depth_exceeds(body, MAX_JSON_DEPTH):
+    if json_depth_exceeds(raw, MAX_JSON_DEPTH):
         raise BadRequestError(TOO_DEEP)
     return body
 
 
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether containers nest deeper than ``limit``. Level by level, no recursion: a hostile body
-    cannot exhaust the stack, and scalars are skipped in list comprehensions (a 3.5 MB Bundle: ~8 ms)."""
-    level = [value] if isinstance(value, dict | list) else []
-    depth = 1
-    while level:
-        if depth > limit:
-            return True
-        below: list[Any] = []
-        for node in level:
-            below += [c for c in (node.values() if type(node) is dict else node) if type(c) is dict or type(c) is list]
-        level, depth = below, depth + 1
-    return False
+_ESCAPE = re.compile(rb"\\.", re.S)  # \" \\ \n…: once gone, every quote opens or closes a string
+_BRACKETS_ONLY = bytes.maketrans(b"{[}]", b"(())")  # one kind of pair: one replace() peels one level
+_NOT_STRUCTURE = bytes(set(range(256)) - set(b'{}[]"'))
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether the containers of ``raw`` (a JSON text orjson has accepted) nest deeper than ``limit``.
+
+    Measured on the text, so that the work is done in C (~3 × faster than walking the parsed value):
+    with escapes, strings and scalars gone only brackets are left, as ``()``; each ``replace`` then
+    deletes the innermost pairs, one level. No recursion: a hostile body cannot exhaust the stack."""
+    text = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw
+    # adjacent quotes are an empty string or two strings with nothing between: dropping them is safe
+    brackets = text.translate(_BRACKETS_ONLY, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = _STRING.sub(b"", brackets)  # strings holding brackets
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"()", b"")
+    return bool(brackets)
 
 
 def init_app(app: Flask) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from flask.testing import FlaskClient
 
 from service.api import MAX_JSON_DEPTH, json_depth_exceeds
@@ -46,14 +48,34 @@ def test_realistic_nesting_is_fine(client: FlaskClient) -> None:
     assert response.status_code == 200
 
 
+def depth(value: object) -> int:
+    if isinstance(value, dict):
+        value = list(value.values())
+    return 1 + max(map(depth, value), default=0) if isinstance(value, list) else 0
+
+
+# strings full of what the text-level count must see through: brackets, quotes, backslashes
+TRICKY = st.text(alphabet='{}[]"\\:,aé', max_size=6) | st.sampled_from(["\\", '\\"', '"', "\\u0022"])
+JSON = st.recursive(
+    TRICKY | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.booleans() | st.none(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TRICKY, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@given(JSON, st.integers(min_value=0, max_value=3))
+def test_depth_of_the_text_is_the_depth_of_the_value(value: object, margin: int) -> None:
+    raw, levels = orjson.dumps(value), depth(value)
+    assert json_depth_exceeds(raw, max(levels - margin, 0)) == (levels > max(levels - margin, 0))
+    assert not json_depth_exceeds(raw, levels + margin)
+    assert json_depth_exceeds(b"  " + raw.replace(b",", b" , ") + b"\n", levels - 1) == (levels > 0)  # whitespace
+
+
 def test_depth_is_measured_without_recursion() -> None:
-    assert not json_depth_exceeds({"a": [1, {"b": "c"}]}, 3)
-    assert json_depth_exceeds({"a": [1, {"b": []}]}, 3)
-    assert not json_depth_exceeds("scalar", 0)
-    value: list[object] = []
-    for _ in range(100_000):  # far past Python's recursion limit
-        value = [value]
-    assert json_depth_exceeds(value, MAX_JSON_DEPTH)
+    assert not json_depth_exceeds(b'{"a": [1, {"b": "c"}]}', 3)
+    assert json_depth_exceeds(b'{"a": [1, {"b": []}]}', 3)
+    assert not json_depth_exceeds(b'"scalar"', 0)
+    assert json_depth_exceeds(b"[" * 100_000 + b"]" * 100_000, MAX_JSON_DEPTH)  # far past the recursion limit
 
 
 def test_body_over_the_limit_is_413(client: FlaskClient) -> None:
