@@ -1,7 +1,7 @@
 """FHIR R4 resources → clinical ``Facts``, through the value sets of ``mappings/``.
 
-Only resources the decision reads are validated with ``fhir.resources.R4B`` (validation costs
-~0.1–0.6 ms a resource, ~50× parsing it; records carry thousands the decision ignores): conditions,
+Only resources the decision reads are validated (``validation``; ~50× the cost of parsing them, and
+records carry thousands the decision ignores): of the Patient what the decision reads, conditions,
 medications, allergies and encounters whose codes matter, and of the readings and findings only
 the newest of each kind (see ``Facts.readings``). The values are then read from the raw JSON,
 which validation has vouched for.
@@ -14,15 +14,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
-from fhir.resources.R4B import get_fhir_model_class
-
 from .decide.thresholds import WORSENING_GAP
 from .errors import InvalidResourceError
 from .facts import Facts, Finding, Fracture, Reading, in_future
 from .fhirtime import parse_fhir_datetime
-from .jsontypes import wrong_json_types
-from .redact import describe, safe_id, safe_name
+from .redact import safe_id
 from .terminology import ICD10_CM, Terminology
+from .validation import load_models as _load_models
+from .validation import validate
 
 VCF_KINDS = {
     "vcf-osteoporotic": "osteoporotic",
@@ -104,24 +103,6 @@ def normalize(
         unavailable=frozenset(unavailable),
         ignored=tuple(message for _, message in sorted(reader.ignored)),  # in record order
     )
-
-
-def validate(resource: Mapping[str, Any], what: str) -> None:
-    """Validate one resource against its R4 model; the error names fields, never values (PHI)."""
-    resource_type = resource.get("resourceType")
-    try:
-        model = get_fhir_model_class(str(resource_type))
-    except (KeyError, ValueError, AttributeError):
-        raise InvalidResourceError(f"{what} has unknown resourceType '{safe_name(resource_type)}'") from None
-    try:
-        model.model_validate(resource)
-    except RecursionError:  # the models validate nested elements recursively
-        raise InvalidResourceError(f"{what} is nested too deeply to be valid FHIR R4 {resource_type}") from None
-    except Exception as e:  # fhir.resources also raises KeyError, TypeError… on malformed input
-        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {describe(e)}") from None
-    wrong = wrong_json_types(resource)
-    if wrong:
-        raise InvalidResourceError(f"{what} is not valid FHIR R4 {resource_type}: {'; '.join(wrong[:3])}")
 
 
 def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
@@ -447,7 +428,5 @@ _HANDLERS = {
 
 
 def load_models() -> None:
-    """Import the R4B models normalize validates with: at start-up (before the worker freezes its
-    start-up heap, see ``server.freeze_startup_heap``), not during the first request."""
-    for resource_type in ("Patient", *_HANDLERS):
-        get_fhir_model_class(resource_type)
+    """The R4B models of what normalize validates, imported at start-up."""
+    _load_models(("Patient", *_HANDLERS))

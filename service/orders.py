@@ -8,9 +8,9 @@ from typing import Any
 
 from .errors import BadRequestError
 from .gather import bundle_resources
-from .normalize import validate
 from .redact import safe_id
 from .terminology import Terminology
+from .validation import validate
 
 AUGMENTATION = "vertebral-augmentation-procedure"
 ORDER_TYPES = ("ServiceRequest", "Procedure")

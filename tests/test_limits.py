@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
-from flask.testing import FlaskClient
 
 from service.api import MAX_JSON_DEPTH, json_depth_exceeds
 

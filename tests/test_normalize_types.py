@@ -74,8 +74,12 @@ def test_a_deeply_nested_condition_is_invalid_not_a_crash(engine: Engine, depth:
 
 
 def test_a_deeply_nested_patient_is_invalid_not_a_crash(engine: Engine) -> None:
+    nested = {**PATIENT, "_birthDate": {"extension": nested_extension(400)}}  # birthDate is read
     with pytest.raises(InvalidResourceError, match="nested too deeply"):
-        normalize({**PATIENT, "extension": nested_extension(400)}, [VCF], terminology=engine.terminology, now=NOW)
+        normalize(nested, [VCF], terminology=engine.terminology, now=NOW)
+    # the decision does not read the Patient's own extensions: not validated, not a crash either
+    facts = normalize({**PATIENT, "extension": nested_extension(400)}, [VCF], terminology=engine.terminology, now=NOW)
+    assert facts.birth_date is not None and len(facts.fractures) == 1
 
 
 def test_a_deeply_nested_observation_is_ignored_and_said(engine: Engine) -> None:
