@@ -17,6 +17,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +26,9 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import metrics
-from .db import Database, audit_log, get_db, issued_card, utcnow
+from .db import Database, audit_log, issued_card, utcnow
 from .errors import ServiceUnavailableError
+from .groupcommit import GroupCommit
 from .http_errors import outcome_response
 from .pipeline import Engine, HookResult
 from .render import EXTENSION_KEY
@@ -56,6 +58,12 @@ class CallRecord:
     cards: list[IssuedCard] = field(default_factory=list)
 
 
+@dataclass
+class CallRows:
+    row: dict[str, Any]
+    cards: list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class AuditKey:
     secret: bytes
@@ -81,7 +89,10 @@ def normalize_patient_id(patient_id: str) -> str:
 def init_app(app: Flask) -> None:
     key = AuditKey.from_setting(str(app.config["AUDIT_KEY"]))
     app.extensions["vcf_cds_audit_key"] = key
-    if key.ephemeral and app.extensions["vcf_cds_db"].persistent:
+    database: Database = app.extensions["vcf_cds_db"]
+    # the rows of calls answered at the same moment share a transaction (groupcommit.py)
+    app.extensions["vcf_cds_audit_writer"] = GroupCommit(lambda calls: write_calls(database, calls))
+    if key.ephemeral and database.persistent:
         log.warning(
             "VCF_CDS_AUDIT_KEY is not set: patient ids in the audit log are hashed with a random key made "
             "at start (id %s) and lost at exit, so no one can look up a patient's calls later. Set "
@@ -144,8 +155,9 @@ def _finish(response: Response) -> Response:
     status = response.status_code
     engine: Engine = current_app.extensions["vcf_cds"]
     key: AuditKey = current_app.extensions["vcf_cds_audit_key"]
+    rows = audit_rows(record, status=status, seconds=seconds, rules_version=engine.rules_version, key=key)
     try:
-        write_call(get_db(), record, status=status, seconds=seconds, rules_version=engine.rules_version, key=key)
+        current_app.extensions["vcf_cds_audit_writer"].submit(rows)
     except SQLAlchemyError as e:
         metrics.AUDIT_FAILURES.inc()
         log.error("audit row not written (%s)", type(e).__name__, extra={"service": record.service})
@@ -172,43 +184,45 @@ def _finish(response: Response) -> Response:
     return response
 
 
-def write_call(
-    db: Database, record: CallRecord, *, status: int, seconds: float, rules_version: str, key: AuditKey
-) -> int:
-    """Insert the call's audit row and its issued cards in one committed transaction; the row id."""
+def audit_rows(record: CallRecord, *, status: int, seconds: float, rules_version: str, key: AuditKey) -> CallRows:
+    """The audit row of a call and the rows of the cards it issued (``audit_id`` filled in on insert)."""
     now = utcnow()
     answered = record.cards if status == 200 else []
+    row = {
+        "at": now,
+        "service": record.service,
+        "hook": record.hook,
+        "hook_instance": record.hook_instance,
+        "patient_hash": record.patient_hash,
+        "key_id": key.key_id if record.patient_hash else None,
+        "recommendation": record.recommendation if status == 200 else None,
+        "rules_version": rules_version,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "cards": len(answered),
+    }
+    cards = [
+        {
+            "uuid": c.uuid,
+            "service": record.service,
+            "kind": c.kind,
+            "recommendation": c.recommendation,
+            "issued_at": now,
+        }
+        for c in answered
+    ]
+    return CallRows(row, cards)
+
+
+def write_calls(db: Database, calls: Sequence[CallRows]) -> list[int]:
+    """Insert calls' audit rows and issued cards in one committed transaction; the rows' ids."""
     with db.engine.begin() as connection:
-        audit_id: int = connection.execute(
-            insert(audit_log)
-            .values(
-                at=now,
-                service=record.service,
-                hook=record.hook,
-                hook_instance=record.hook_instance,
-                patient_hash=record.patient_hash,
-                key_id=key.key_id if record.patient_hash else None,
-                recommendation=record.recommendation if status == 200 else None,
-                rules_version=rules_version,
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-                cards=len(answered),
-            )
-            .returning(audit_log.c.id)
-        ).scalar_one()
-        if answered:
-            connection.execute(
-                insert(issued_card),
-                [
-                    {
-                        "uuid": c.uuid,
-                        "audit_id": audit_id,
-                        "service": record.service,
-                        "kind": c.kind,
-                        "recommendation": c.recommendation,
-                        "issued_at": now,
-                    }
-                    for c in answered
-                ],
-            )
-    return audit_id
+        ids: list[int] = [connection.execute(_INSERT_CALL, call.row).scalar_one() for call in calls]
+        cards = [{**card, "audit_id": i} for call, i in zip(calls, ids, strict=True) for card in call.cards]
+        if cards:
+            connection.execute(_INSERT_CARD, cards)
+    return ids
+
+
+_INSERT_CALL = insert(audit_log).returning(audit_log.c.id)  # built once: the statement cache does the rest
+_INSERT_CARD = insert(issued_card)

@@ -116,7 +116,7 @@ def test_no_advice_leaves_unaudited(app: Flask, client: FlaskClient, monkeypatch
 
     refused = {"service": "vcf-patient-view", "status": "503"}
     before = count("vcf_cds_hook_requests_total", **refused), count("vcf_cds_audit_write_failures_total")
-    monkeypatch.setattr("service.audit.write_call", broken)
+    monkeypatch.setattr("service.audit.write_calls", broken)
     response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
     assert response.status_code == 503
     assert response.get_json()["issue"][0]["code"] == "transient"
