@@ -1,20 +1,46 @@
-"""Reading a request body under a deadline: a client that stops sending gets an answer, not a held thread.
+"""Request bodies: read under a deadline, and large ones taken one at a time per process.
 
 gunicorn's threads read the body as the application asks for it, with no time limit of their own: a
 client that sends the headers and part of the body, then nothing, held a thread until it hung up.
+
+A body parses into Python objects ~10× its size (8 MB of JSON: ~90 MB), and a worker's threads used
+to hold several at once. Large bodies now wait for their turn, unread, so a worker holds one; the
+GIL ran their parsing one at a time anyway, so throughput is the same.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
-from flask import Request
+from flask import Flask, Request, g
+from flask import request as incoming
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from .errors import BadRequestError, RequestTimeoutError
+from .errors import BadRequestError, RequestTimeoutError, ServiceUnavailableError
 
 CHUNK = 64 * 1024
+LARGE_BODY = 1 << 20  # bytes; a realistic patient-view call is ~300 KB, a 10,000-resource one ~8.5 MB
+TURN_TIMEOUT = 30.0  # seconds a large request waits for its turn before a 503
+
+
+def init_app(app: Flask) -> None:
+    turn = threading.Semaphore(1)  # per worker process: what bounds its memory
+
+    @app.before_request
+    def wait_for_turn() -> None:
+        length = incoming.content_length
+        if incoming.method != "POST" or (length is not None and length <= LARGE_BODY):
+            return  # chunked bodies (no length) count as large: their size is unknown until read
+        if not turn.acquire(timeout=TURN_TIMEOUT):
+            raise ServiceUnavailableError("The service is busy with other large requests; try again.")
+        g.large_body_turn = True
+
+    @app.teardown_request
+    def end_turn(_: BaseException | None) -> None:
+        if g.pop("large_body_turn", False):
+            turn.release()
 
 
 def read_body(request: Request, timeout: float) -> bytes:

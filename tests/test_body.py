@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+
+from service import body as body_module
 
 from builders import ICD10CM, condition, request
 
@@ -105,3 +111,70 @@ def test_a_body_shorter_than_its_content_length_is_not_read_as_whole(client: Fla
     response = post(client, Stream(VALID, None), FakeSocket(), len(VALID) + 1)
     assert response.status_code == 400
     assert "closed before the whole request body" in response.get_json()["issue"][0]["diagnostics"]
+
+
+# -- large bodies take turns ---------------------------------------------------------------
+URL = "/cds-services/vcf-patient-view"
+
+
+class Overlap:
+    """Wraps Engine.evaluate: counts how many calls run at once, each held ``hold`` seconds."""
+
+    def __init__(self, real: Any, hold: float, barrier: threading.Barrier | None = None):
+        self.real, self.hold, self.barrier = real, hold, barrier
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            if self.barrier:
+                self.barrier.wait(timeout=10)  # passes only if another call runs at the same time
+            time.sleep(self.hold)
+            return self.real(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def post_together(app: Flask, count: int) -> list[int]:
+    data = orjson.dumps(request(condition("c1", ICD10CM, "M80.08XA")))
+
+    def post() -> int:
+        return app.test_client().post(URL, data=data, content_type="application/json").status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return [f.result(timeout=30) for f in [pool.submit(post) for _ in range(count)]]
+
+
+def test_small_bodies_are_answered_concurrently(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    overlap = Overlap(app.extensions["vcf_cds"].evaluate, hold=0, barrier=threading.Barrier(2))
+    monkeypatch.setattr(app.extensions["vcf_cds"], "evaluate", overlap)
+    assert post_together(app, 2) == [200, 200] and overlap.most == 2
+
+
+def test_large_bodies_take_turns_so_a_worker_holds_one_at_a_time(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(body_module, "LARGE_BODY", 100)  # every request body here is larger
+    overlap = Overlap(app.extensions["vcf_cds"].evaluate, hold=0.05)
+    monkeypatch.setattr(app.extensions["vcf_cds"], "evaluate", overlap)
+    assert post_together(app, 4) == [200] * 4 and overlap.most == 1
+
+
+def test_a_large_body_that_waits_too_long_is_told_to_retry(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(body_module, "LARGE_BODY", 100)
+    monkeypatch.setattr(body_module, "TURN_TIMEOUT", 0.2)
+    monkeypatch.setattr(app.extensions["vcf_cds"], "evaluate", Overlap(app.extensions["vcf_cds"].evaluate, hold=1.0))
+    statuses = sorted(post_together(app, 2))
+    assert statuses == [200, 503]
+
+
+def test_the_turn_is_given_back_after_a_refusal(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(body_module, "LARGE_BODY", 100)
+    monkeypatch.setattr(body_module, "TURN_TIMEOUT", 0.5)
+    assert client.post(URL, data=b"{" * 200, content_type="application/json").status_code == 400
+    assert client.post(URL, data=b"x" * 200, content_type="text/plain").status_code == 415
+    assert client.post(URL, json=request(condition("c1", ICD10CM, "M80.08XA"))).status_code == 200
