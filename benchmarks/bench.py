@@ -50,7 +50,7 @@ from typing import Any
 
 import orjson
 
-from service.server import freeze_startup_heap
+from service.server import DEFAULT_WORKERS, freeze_startup_heap
 
 from . import records
 
@@ -135,6 +135,13 @@ def timed(call: Callable[[], Any], budget: float, min_reps: int, max_reps: int =
     return statistics.median(samples), len(samples)
 
 
+def new_patients(body: bytes, count: int) -> list[bytes]:
+    """``body`` as the record of ``count`` other patients: the patient id changed in every resource,
+    so that nothing vcf-cds remembers of earlier calls (its validation memo) applies."""
+    patient_id = orjson.loads(body)["context"]["patientId"]
+    return [body.replace(patient_id.encode(), f"{patient_id}-{n}".encode()) for n in range(count)]
+
+
 def in_process_worker(args: argparse.Namespace) -> int:
     """``--worker APP``: time one app on every body of ``--work``; results as JSON on stdout."""
     work: Path = args.work
@@ -160,6 +167,15 @@ def in_process_worker(args: argparse.Namespace) -> int:
             args.budget,
             args.min_reps,
         )
+        if args.worker == "vcf-cds":  # the same body again is a record seen before: now a new patient each call
+            count = max(args.min_reps, min(60, int(2e8 // len(body))))  # at most ~200 MB of variants
+            variants = iter(new_patients(body, count))
+            entry["first_ms"], _ = timed(
+                lambda variants=variants: client.post(PATH, data=next(variants), content_type="application/json"),
+                args.budget,
+                args.min_reps,
+                max_reps=count,
+            )
         if args.profile and name in args.profile.split(","):
             entry["profile"] = profile_stages(client, body, name, args)
         results[name] = entry
@@ -186,7 +202,7 @@ def run_in_process(workloads: list[Workload], now: datetime, work: Path, args: a
             found = json.loads(done.stdout)
             for name, entry in found.items():
                 best = results.setdefault(app, {}).setdefault(name, entry)
-                for key in ("ms", "parse_ms"):
+                for key in ("ms", "parse_ms", "first_ms"):
                     if key in entry:
                         best[key] = min(best[key], entry[key])
             print(
@@ -300,7 +316,7 @@ class Served:
     def ready(self, body: bytes, timeout: float = 60) -> tuple[int, Any]:
         """The answer to a first request, once the server accepts connections."""
         deadline = time.monotonic() + timeout
-        while True:
+        while True:  # the first answer: the server is up
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.app} server exited ({self.proc.returncode}); see {self.log_path}")
             try:
@@ -310,7 +326,12 @@ class Served:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{self.app} server not ready after {timeout:g} s") from None
                 time.sleep(0.2)
+        # all workers, not only those forked by the time the first request was answered
+        expected, until = int(os.environ.get("VCF_CDS_WORKERS", DEFAULT_WORKERS)), time.monotonic() + 30
         self.workers = worker_pids(self.proc.pid)
+        while len(self.workers) < expected and time.monotonic() < until:
+            time.sleep(0.05)
+            self.workers = worker_pids(self.proc.pid)
         return answer
 
     def peak_rss_mb(self) -> float | None:
@@ -490,6 +511,12 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def first_sight(inproc: dict[str, Any], name: str) -> float:
+    """vcf-cds's time for a record it has not seen before (the same body's, from older results)."""
+    entry = inproc["vcf-cds"][name]
+    return float(entry.get("first_ms", entry["ms"]))
+
+
 def targets(workloads: list[Workload], inproc: dict[str, Any], http: dict[tuple[str, str], HttpRun]) -> list[str]:
     rows = ["| target | measured | verdict |", "|---|---|---|"]
     real_floor, real = http.get(("realistic", "floor")), http.get(("realistic", "vcf-cds"))
@@ -498,14 +525,14 @@ def targets(workloads: list[Workload], inproc: dict[str, Any], http: dict[tuple[
         rows.append(f"| realistic over HTTP: throughput ≥ 0.5 × floor | {t:.2f}× | {verdict(t >= 0.5)} |")
         rows.append(f"| realistic over HTTP: p99 ≤ 3 × floor's p99 | {p:.2f}× | {verdict(p <= 3)} |")
     if "10000" in inproc["vcf-cds"]:
-        vcf, naive = inproc["vcf-cds"]["10000"]["ms"], inproc["naive"]["10000"]["ms"]
+        vcf, naive = first_sight(inproc, "10000"), inproc["naive"]["10000"]["ms"]
         parse = inproc["floor"]["10000"]["parse_ms"]
         rows.append(
-            f"| 10,000 resources in-process: ≤ 3 × orjson parse of the body | {vcf / parse:.2f}× | "
+            f"| 10,000 resources in-process (new patient): ≤ 3 × orjson parse of the body | {vcf / parse:.2f}× | "
             f"{verdict(vcf / parse <= 3)} |"
         )
         rows.append(
-            f"| 10,000 resources in-process: ≥ 10 × faster than naive validation | {naive / vcf:.1f}× | "
+            f"| 10,000 resources in-process (new patient): ≥ 10 × faster than naive validation | {naive / vcf:.1f}× | "
             f"{verdict(naive / vcf >= 10)} |"
         )
     sized = [w for w in workloads if w.name.isdigit()]
@@ -515,7 +542,7 @@ def targets(workloads: list[Workload], inproc: dict[str, Any], http: dict[tuple[
         a, b = sorted(sized, key=lambda w: w.resources)[-2:]
 
         def per(app: str, w: Workload) -> float:
-            return float(inproc[app][w.name]["ms"]) / w.resources
+            return (first_sight(inproc, w.name) if app == "vcf-cds" else float(inproc[app][w.name]["ms"])) / w.resources
 
         own = (per("vcf-cds", b) - per("floor", b)) / (per("vcf-cds", a) - per("floor", a))
         rows.append(
@@ -614,19 +641,23 @@ def report(
         "",
         "### In-process, per request (each app in its own process; lowest of 3 rounds' medians)",
         "",
-        "parse: `orjson.loads` of the body alone (in the floor's process). vcf-cds ÷ parse, vcf-cds ÷ floor, "
-        "naive ÷ vcf-cds (how many times slower naive is); per resource: vcf-cds time ÷ resources.",
+        "parse: `orjson.loads` of the body alone (in the floor's process). vcf-cds: the same body again, as "
+        "the order hooks resend a chart's record; new patient: each call another patient's record (the "
+        "patient id changed everywhere), so nothing is remembered from earlier calls. Ratios and per resource "
+        "are of the new-patient time; naive ÷ vcf-cds is how many times slower naive is.",
         "",
-        "| request | resources | parse | floor | vcf-cds | vcf-cds ÷ parse | vcf-cds ÷ floor | naive | naive ÷ vcf-cds "
-        "| vcf-cds per resource |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| request | resources | parse | floor | vcf-cds | vcf-cds, new patient | ÷ parse | ÷ floor | naive "
+        "| naive ÷ vcf-cds | per resource |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in workloads:
         parse = inproc["floor"][w.name]["parse_ms"]
         floor, vcf, naive = (inproc[app][w.name]["ms"] for app in APPS)
+        first = first_sight(inproc, w.name)
         lines.append(
-            f"| {w.name} | {w.resources:,} | {fmt_ms(parse)} | {fmt_ms(floor)} | {fmt_ms(vcf)} | {vcf / parse:.2f}× | "
-            f"{vcf / floor:.2f}× | {fmt_ms(naive)} | {naive / vcf:.1f}× | {vcf / w.resources * 1000:.1f} µs |"
+            f"| {w.name} | {w.resources:,} | {fmt_ms(parse)} | {fmt_ms(floor)} | {fmt_ms(vcf)} | {fmt_ms(first)} | "
+            f"{first / parse:.2f}× | {first / floor:.2f}× | {fmt_ms(naive)} | {naive / first:.1f}× | "
+            f"{first / w.resources * 1000:.1f} µs |"
         )
     profiles = {name: entry["profile"] for name, entry in inproc["vcf-cds"].items() if entry.get("profile")}
     if profiles:
