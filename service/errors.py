@@ -58,7 +58,8 @@ class UnsupportedMediaTypeError(ServiceError):
 
 
 class ServiceUnavailableError(ServiceError):
-    """The database (audit, feedback) cannot take the write the answer depends on; retry later."""
+    """Cannot answer now: the database (audit, feedback) cannot take the write the answer depends on,
+    or a large body waited too long for its turn (body.py); retry later."""
 
     status, issue_code = 503, "transient"
 

@@ -36,7 +36,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         412: "Required data neither prefetched nor obtainable from fhirServer",
         413: "Body larger than VCF_CDS_MAX_BODY",
         415: "Body is not JSON",
-        503: "The database cannot take the write the answer depends on; retry later",
+        503: "Cannot answer now (the database cannot take the write the answer depends on, or a large body "
+        "waited too long for its turn); retry later",
     }
     return {
         str(s): {"description": texts[s], "content": {FHIR_JSON: {"schema": _ref("OperationOutcome")}}}
