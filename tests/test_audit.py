@@ -7,6 +7,8 @@ import hmac
 import io
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -178,3 +180,36 @@ def test_short_keys_are_refused_without_echoing_them(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValueError, match="32 characters") as error:
         load_settings({"VCF_CDS_AUDIT_KEY": "hunter2"})
     assert "hunter2" not in str(error.value)
+
+
+def test_concurrent_calls_share_commits_and_each_card_is_filed_under_its_own_call(
+    db_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.audit as audit_module
+
+    batches: list[int] = []
+    real = audit_module.write_calls
+
+    def slow(db: Any, calls: Any) -> list[int]:
+        batches.append(len(calls))
+        time.sleep(0.05)  # a slow disk: calls answered meanwhile queue for the next commit
+        return real(db, calls)
+
+    monkeypatch.setattr(audit_module, "write_calls", slow)
+
+    def call(n: int) -> tuple[str, set[str]]:
+        body = request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
+        body["hookInstance"] = f"call-{n}"
+        response = db_app.test_client().post(HOOK, json=body)
+        assert response.status_code == 200
+        return body["hookInstance"], {card["uuid"] for card in response.get_json()["cards"]}
+
+    with ThreadPoolExecutor(8) as pool:
+        answered = dict(pool.map(call, range(24)))
+    assert max(batches) > 1 and sum(batches) == 24  # commits were shared, every call written once
+    calls = {row["id"]: row["hook_instance"] for row in rows(db_app)}
+    assert sorted(calls.values()) == sorted(answered)
+    filed: dict[str, set[str]] = {}
+    for card in rows(db_app, issued_card):
+        filed.setdefault(calls[card["audit_id"]], set()).add(card["uuid"])
+    assert filed == answered
