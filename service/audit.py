@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import metrics
@@ -91,7 +91,7 @@ def init_app(app: Flask) -> None:
     app.extensions["vcf_cds_audit_key"] = key
     database: Database = app.extensions["vcf_cds_db"]
     # the rows of calls answered at the same moment share a transaction (groupcommit.py)
-    app.extensions["vcf_cds_audit_writer"] = GroupCommit(lambda calls: write_calls(database, calls))
+    app.extensions["vcf_cds_audit_writer"] = GroupCommit(database.engine.begin, insert_calls)
     if key.ephemeral and database.persistent:
         log.warning(
             "VCF_CDS_AUDIT_KEY is not set: patient ids in the audit log are hashed with a random key made "
@@ -214,13 +214,12 @@ def audit_rows(record: CallRecord, *, status: int, seconds: float, rules_version
     return CallRows(row, cards)
 
 
-def write_calls(db: Database, calls: Sequence[CallRows]) -> list[int]:
-    """Insert calls' audit rows and issued cards in one committed transaction; the rows' ids."""
-    with db.engine.begin() as connection:
-        ids: list[int] = [connection.execute(_INSERT_CALL, call.row).scalar_one() for call in calls]
-        cards = [{**card, "audit_id": i} for call, i in zip(calls, ids, strict=True) for card in call.cards]
-        if cards:
-            connection.execute(_INSERT_CARD, cards)
+def insert_calls(connection: Connection, calls: Sequence[CallRows]) -> list[int]:
+    """Insert calls' audit rows and issued cards (in the caller's transaction); the rows' ids."""
+    ids: list[int] = [connection.execute(_INSERT_CALL, call.row).scalar_one() for call in calls]
+    cards = [{**card, "audit_id": i} for call, i in zip(calls, ids, strict=True) for card in call.cards]
+    if cards:
+        connection.execute(_INSERT_CARD, cards)
     return ids
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,9 +190,23 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
             lock.release()
 
+    def finish(statement: str) -> Callable[[Any], None]:
+        # SQLAlchemy fires "commit"/"rollback" before it ends the transaction itself: end it here,
+        # so that the locks outlast it (released earlier, the next writer's BEGIN IMMEDIATE meets the
+        # write lock still held and SQLite's busy handler sleeps, ms at a time). Its own COMMIT then
+        # finds no transaction open and does nothing.
+        def listener(connection: Any) -> None:
+            try:
+                if connection.info.get("vcf_cds_lock") and connection.connection.dbapi_connection.in_transaction:
+                    connection.exec_driver_sql(statement)
+            finally:
+                end(connection)
+
+        return listener
+
     event.listen(engine, "begin", begin)
-    event.listen(engine, "commit", end)
-    event.listen(engine, "rollback", end)
+    event.listen(engine, "commit", finish("COMMIT"))
+    event.listen(engine, "rollback", finish("ROLLBACK"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

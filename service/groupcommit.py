@@ -3,19 +3,22 @@
 Every hook call commits its audit row before it answers. A durable commit waits for the disk
 (SQLite ``synchronous=FULL``: an fsync), and SQLite admits one writer at a time, so under load the
 calls queued on the disk, one fsync each, with the CPUs idle. Here a call that finds no commit in
-progress leads: it commits its own write and every write queued meanwhile, in one transaction and
-one fsync, then wakes their callers. Each caller still returns only once its write is committed.
+progress leads: it opens a transaction (for SQLite, waiting for the write lock, which another worker
+process may hold), then takes every write queued until then, its own included, writes them and
+commits once, and wakes their callers. Each caller still returns only once its write is committed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Transaction = TypeVar("Transaction")
 
 MAX_BATCH = 64
 
@@ -29,15 +32,22 @@ class _Slot(Generic[Item]):
     error: BaseException | None = None
 
 
-class GroupCommit(Generic[Item, Result]):
-    """``submit(item)`` → ``commit([item, …])[i]``, batching the items of concurrent callers.
+class GroupCommit(Generic[Transaction, Item, Result]):
+    """``submit(item)`` → ``write(transaction, [item, …])[i]``, batching the items of concurrent callers.
 
-    ``commit`` writes a batch in one transaction and returns one result per item, in order. When a
-    batch fails, its items are retried one by one, so one bad item fails alone.
+    ``begin()`` opens a transaction (a context manager that commits on leaving); ``write`` writes a
+    batch in it and returns one result per item, in order. When a batch fails, its items are retried
+    one by one, each in a transaction of its own, so one bad item fails alone.
     """
 
-    def __init__(self, commit: Callable[[Sequence[Item]], Sequence[Result]], max_batch: int = MAX_BATCH):
-        self._commit = commit
+    def __init__(
+        self,
+        begin: Callable[[], AbstractContextManager[Transaction]],
+        write: Callable[[Transaction, Sequence[Item]], Sequence[Result]],
+        max_batch: int = MAX_BATCH,
+    ):
+        self._begin = begin
+        self._write = write
         self._max_batch = max_batch
         self._queue: list[_Slot[Item]] = []
         self._committing = False
@@ -53,16 +63,37 @@ class GroupCommit(Generic[Item, Result]):
                     self._changed.wait()
                 if slot.done:
                     break
-                self._committing = True  # nobody is: lead, with what has queued up (this slot too)
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            self._lead(batch)
+                self._committing = True  # nobody is: lead
+            self._lead()
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[no-any-return]
 
-    def _lead(self, batch: list[_Slot[Item]]) -> None:
+    def _take(self) -> list[_Slot[Item]]:
+        with self._changed:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        return batch
+
+    def _lead(self) -> None:
+        batch: list[_Slot[Item]] = []
         try:
-            self._commit_batch(batch)
+            try:
+                with self._begin() as transaction:
+                    batch = self._take()  # what queued up while the transaction waited for its lock, too
+                    results = self._write(transaction, [slot.item for slot in batch])
+            except Exception as e:
+                if not batch:  # the transaction could not begin: nothing was tried, all fail alike
+                    batch = self._take()
+                    for slot in batch:
+                        slot.error = e
+                elif len(batch) == 1:
+                    batch[0].error = e
+                else:
+                    for slot in batch:
+                        self._commit_alone(slot)
+            else:
+                for slot, result in zip(batch, results, strict=True):
+                    slot.result, slot.committed = result, True
         finally:
             with self._changed:
                 for slot in batch:
@@ -72,15 +103,11 @@ class GroupCommit(Generic[Item, Result]):
                 self._committing = False
                 self._changed.notify_all()  # their callers return; one of the rest leads next
 
-    def _commit_batch(self, batch: list[_Slot[Item]]) -> None:
+    def _commit_alone(self, slot: _Slot[Item]) -> None:
         try:
-            results = self._commit([slot.item for slot in batch])
+            with self._begin() as transaction:
+                (result,) = self._write(transaction, [slot.item])
         except Exception as e:
-            if len(batch) == 1:
-                batch[0].error = e
-            else:
-                for slot in batch:
-                    self._commit_batch([slot])
-            return
-        for slot, result in zip(batch, results, strict=True):
+            slot.error = e
+        else:
             slot.result, slot.committed = result, True

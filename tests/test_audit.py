@@ -15,8 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import event, select, text
 
 from service.audit import AuditKey
 from service.db import audit_log, issued_card
@@ -109,16 +108,15 @@ def test_unknown_service_and_other_endpoints_are_not_audited(app: Flask, client:
     assert rows(app) == []
 
 
-def test_no_advice_leaves_unaudited(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise OperationalError("INSERT", {}, Exception("disk full"))
-
+def test_no_advice_leaves_unaudited(app: Flask, client: FlaskClient) -> None:
     def count(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
     refused = {"service": "vcf-patient-view", "status": "503"}
     before = count("vcf_cds_hook_requests_total", **refused), count("vcf_cds_audit_write_failures_total")
-    monkeypatch.setattr("service.audit.write_calls", broken)
+    with app.extensions["vcf_cds_db"].engine.begin() as connection:  # the audit tables are gone
+        connection.execute(text("DROP TABLE issued_card"))
+        connection.execute(text("DROP TABLE audit_log"))
     response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
     assert response.status_code == 503
     assert response.get_json()["issue"][0]["code"] == "transient"
@@ -183,19 +181,22 @@ def test_short_keys_are_refused_without_echoing_them(monkeypatch: pytest.MonkeyP
 
 
 def test_concurrent_calls_share_commits_and_each_card_is_filed_under_its_own_call(
-    db_app: Flask, monkeypatch: pytest.MonkeyPatch
+    db_app: Flask,
 ) -> None:
-    import service.audit as audit_module
-
     batches: list[int] = []
-    real = audit_module.write_calls
+    engine = db_app.extensions["vcf_cds_db"].engine
+    calls_in_transaction = [0]
 
-    def slow(db: Any, calls: Any) -> list[int]:
-        batches.append(len(calls))
+    def count(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        calls_in_transaction[0] += statement.startswith("INSERT INTO audit_log")
+
+    def slow_commit(connection: Any) -> None:
+        batches.append(calls_in_transaction[0])
+        calls_in_transaction[0] = 0
         time.sleep(0.05)  # a slow disk: calls answered meanwhile queue for the next commit
-        return real(db, calls)
 
-    monkeypatch.setattr(audit_module, "write_calls", slow)
+    event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "commit", slow_commit)
 
     def call(n: int) -> tuple[str, set[str]]:
         body = request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))

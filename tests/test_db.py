@@ -102,19 +102,31 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
 def test_sqlite_transactions_queue_on_locks_and_always_release_them(tmp_path: Path) -> None:
     import threading
 
+    from sqlalchemy import event
+
     from service.db import create_db_engine
 
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
-    with engine.begin() as connection:
+    path = tmp_path / "queue.sqlite3"
+    # two engines stand for two worker processes (each its own thread lock, both on the file lock)
+    engines = [create_db_engine(f"sqlite:///{path}") for _ in range(2)]
+    for engine in engines:
+        # no busy handler: a BEGIN that met another writer's lock would fail at once, not sleep. The
+        # locks are held until the COMMIT is done, so it never does.
+        event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=0"))
+    with engines[0].begin() as connection:
         connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
-    with pytest.raises(RuntimeError), engine.begin() as connection:  # a rollback releases the lock too
+    with pytest.raises(RuntimeError), engines[0].begin() as connection:  # a rollback releases the lock too
         connection.exec_driver_sql("INSERT INTO t VALUES (0)")
         raise RuntimeError("boom")
+    errors: list[Exception] = []
 
     def insert(n: int) -> None:
-        for i in range(20):
-            with engine.begin() as connection:
-                connection.exec_driver_sql(f"INSERT INTO t VALUES ({n * 100 + i})")
+        try:
+            for i in range(20):
+                with engines[n % 2].begin() as connection:
+                    connection.exec_driver_sql(f"INSERT INTO t VALUES ({n * 100 + i})")
+        except Exception as e:
+            errors.append(e)
 
     threads = [threading.Thread(target=insert, args=(n,)) for n in range(8)]
     for t in threads:
@@ -122,6 +134,8 @@ def test_sqlite_transactions_queue_on_locks_and_always_release_them(tmp_path: Pa
     for t in threads:
         t.join(timeout=30)
     assert not any(t.is_alive() for t in threads), "a transaction kept the lock"
-    with engine.connect() as connection:
+    assert errors == []
+    with engines[1].connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 160
-    engine.dispose()
+    for engine in engines:
+        engine.dispose()
