@@ -19,6 +19,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
 from .errors import InvalidResourceError
+from .jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
 from .jsontypes import wrong_json_types
 from .redact import describe, safe_name
 
@@ -28,6 +29,7 @@ PATIENT_READ = ("resourceType", "id", "birthDate", "_birthDate")
 MEMO_CAPACITY = 20_000  # digests of 16 bytes and short messages: ~4 MB at most per process
 
 Problem = str | None  # None: valid; else why not, naming fields, never values (PHI)
+TOO_DEEP = f"nests JSON deeper than {MAX_JSON_DEPTH} levels"
 
 
 def validate(resource: Mapping[str, Any], what: str) -> None:
@@ -75,14 +77,16 @@ class ValidationMemo:
 
     def problem(self, resource: Mapping[str, Any]) -> Problem:
         try:
-            key = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
-        except TypeError:  # not JSON (only a caller in Python can pass such a thing): no key
-            return problem_of(resource)
+            text = orjson.dumps(resource)
+        except orjson.JSONEncodeError as e:  # beyond 255 levels, or not JSON (a caller in Python)
+            return TOO_DEEP if "Recursion" in str(e) else problem_of(resource)
+        key = hashlib.blake2b(text, digest_size=16).digest()
         with self._lock:
             if key in self._found:
                 self._found.move_to_end(key)
                 return self._found[key]
-        found = problem_of(resource)
+        # the bound of what the models recurse into (jsondepth.py); hook bodies are not bounded whole
+        found = TOO_DEEP if json_depth_exceeds(text, MAX_JSON_DEPTH) else problem_of(resource)
         with self._lock:
             self._found[key] = found
             if len(self._found) > self.capacity:

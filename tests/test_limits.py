@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.api import MAX_JSON_DEPTH, json_depth_exceeds
+from service.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
 
 from builders import ICD10CM, condition, request
 
@@ -34,13 +34,31 @@ def outcome(response: object) -> dict[str, object]:
     return body["issue"][0]  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("where", ["context", "resource"])
 @pytest.mark.parametrize("levels", [40, 250, 600])
-def test_deep_nesting_is_a_400_outcome(client: FlaskClient, levels: int, where: str) -> None:
+def test_deep_nesting_in_a_resource_the_decision_reads_is_a_400_outcome(client: FlaskClient, levels: int) -> None:
     # 250 nested extensions used to overflow FHIR model validation (a 500); 600 trips orjson's own limit
-    response = client.post(URL, data=with_nested(levels, where), content_type="application/json")
+    response = client.post(URL, data=with_nested(levels, "resource"), content_type="application/json")
     assert response.status_code == 400
-    assert "deeper" in str(outcome(response)["diagnostics"]) or "depth" in str(outcome(response)["diagnostics"])
+    assert "deeper than" in str(outcome(response)["diagnostics"])
+
+
+@pytest.mark.parametrize("levels", [40, 250])
+def test_deep_nesting_in_what_nothing_reads_is_answered(client: FlaskClient, levels: int) -> None:
+    # an unknown context field is read by nothing that recurses; the call is answered as without it
+    response = client.post(URL, data=with_nested(levels, "context"), content_type="application/json")
+    assert response.status_code == 200
+    assert [card["summary"] for card in response.get_json()["cards"]] == [
+        card["summary"]
+        for card in client.post(URL, data=with_nested(0, "context"), content_type="application/json").get_json()[
+            "cards"
+        ]
+    ]
+
+
+def test_nesting_past_the_parsers_bound_is_a_400_outcome(client: FlaskClient) -> None:
+    response = client.post(URL, data=with_nested(600, "context"), content_type="application/json")
+    assert response.status_code == 400
+    assert "deeper than 1024 levels" in str(outcome(response)["diagnostics"])
 
 
 def test_realistic_nesting_is_fine(client: FlaskClient) -> None:
@@ -87,3 +105,12 @@ def test_body_over_the_limit_is_413(client: FlaskClient) -> None:
 def test_not_json_is_415(client: FlaskClient, content_type: str) -> None:
     response = client.post(URL, data=b"{}", content_type=content_type)
     assert response.status_code == 415 and outcome(response)["code"] == "not-supported"
+
+
+@pytest.mark.parametrize("url", ["/cds-services/vcf-patient-view/feedback", "/viewer/prepare", "/viewer/check"])
+def test_other_endpoints_bound_the_whole_body(client: FlaskClient, url: str) -> None:
+    # these recurse into what they are sent (date shifting, schemas), so the whole body is bounded
+    body = b'{"feedback": ' + b"[" * 70 + b"]" * 70 + b"}"
+    response = client.post(url, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "deeper than 64 levels" in str(outcome(response)["diagnostics"])
