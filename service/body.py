@@ -20,7 +20,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from .errors import BadRequestError, RequestTimeoutError, ServiceUnavailableError
 
-CHUNK = 64 * 1024
+CHUNK = 1 << 20  # the most gunicorn reads at once; smaller steps re-copied what it had buffered
 LARGE_BODY = 1 << 20  # bytes; a realistic patient-view call is ~300 KB, a 10,000-resource one ~8.5 MB
 TURN_TIMEOUT = 30.0  # seconds a large request waits for its turn before a 503
 

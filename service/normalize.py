@@ -87,7 +87,7 @@ def normalize(
     for position, resource in enumerate(resources):
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None  # JSON lists are unhashable
-        if handler and reader.belongs(resource):
+        if handler:  # each handler asks ``belongs`` once the resource matters: most do not
             reader.position = position
             handler(reader, resource)
     reader.settle()
@@ -199,7 +199,7 @@ class _Reader:
     # -- Condition ---------------------------------------------------------------------------
     def condition(self, c: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(c.get("code")) & CONDITION_CONCEPTS
-        if not concepts:
+        if not concepts or not self.belongs(c):
             return
         validate(c, self.ref(c))  # conditions decide whether there is a card at all: no skipping
         if not self._active(c):
@@ -252,8 +252,10 @@ class _Reader:
 
     # -- Observation -------------------------------------------------------------------------
     def observation(self, o: dict[str, Any]) -> None:
-        concepts = self.t.concepts_of(o.get("code")) & OBSERVATION_CONCEPTS
-        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES):
+        concepts = self.t.concepts_of(o.get("code"))
+        if concepts:  # most of a record's observations (vitals, panels) have none: no set to build
+            concepts &= OBSERVATION_CONCEPTS
+        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES) or not self.belongs(o):
             return
         when = self._effective(o)
         if when is None:
@@ -336,7 +338,7 @@ class _Reader:
 
     # -- orders, allergies, encounters --------------------------------------------------------
     def medication(self, m: dict[str, Any]) -> None:
-        if m.get("status") != "active":
+        if m.get("status") != "active" or not self.belongs(m):
             return
         concept = m.get("medicationCodeableConcept")
         texts = _texts(concept)
@@ -362,7 +364,7 @@ class _Reader:
         return None
 
     def allergy(self, a: dict[str, Any]) -> None:
-        if _codes(a.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
+        if not self.belongs(a) or _codes(a.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
             return
         clinical = _codes(a.get("clinicalStatus"))
         if clinical and "active" not in clinical:
@@ -377,7 +379,7 @@ class _Reader:
                 self.documented[c].append(self.ref(a))
 
     def encounter(self, e: dict[str, Any]) -> None:
-        if e.get("status") != "in-progress":
+        if e.get("status") != "in-progress" or not self.belongs(e):
             return
         klass = e.get("class")
         klass = klass if isinstance(klass, dict) and "coding" in klass else {"coding": [klass]}
