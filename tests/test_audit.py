@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,10 +16,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from sqlalchemy import event, select, text
+from sqlalchemy import Connection, select, text
 
-from service.audit import AuditKey
+from service.audit import AuditKey, CallRows, insert_calls
 from service.db import audit_log, issued_card
+from service.groupcommit import GroupCommit
 from service.logs import json_handler
 from service.pipeline import Engine
 
@@ -184,19 +186,14 @@ def test_concurrent_calls_share_commits_and_each_card_is_filed_under_its_own_cal
     db_app: Flask,
 ) -> None:
     batches: list[int] = []
-    engine = db_app.extensions["vcf_cds_db"].engine
-    calls_in_transaction = [0]
 
-    def count(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        calls_in_transaction[0] += statement.startswith("INSERT INTO audit_log")
-
-    def slow_commit(connection: Any) -> None:
-        batches.append(calls_in_transaction[0])
-        calls_in_transaction[0] = 0
+    def slow_insert(connection: Connection, calls: Sequence[CallRows]) -> list[int]:
+        batches.append(len(calls))
         time.sleep(0.05)  # a slow disk: calls answered meanwhile queue for the next commit
+        return insert_calls(connection, calls)
 
-    event.listen(engine, "before_cursor_execute", count)
-    event.listen(engine, "commit", slow_commit)
+    # the writer init_app builds, counting its batches
+    db_app.extensions["vcf_cds_audit_writer"] = GroupCommit(db_app.extensions["vcf_cds_db"].engine.begin, slow_insert)
 
     def call(n: int) -> tuple[str, set[str]]:
         body = request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
