@@ -67,11 +67,12 @@ STAGES = (
     ("read + parse body (orjson)", "read_json_body", "api.py"),
     ("request schema (marshmallow)", "load_request", "schemas.py"),
     ("gather (prefetch)", "gather", "gather.py"),
-    ("normalize: R4B validation", "validate", "normalize.py"),
+    ("normalize: R4B validation", "validate", "validation.py"),
     ("normalize: the rest", "normalize", "normalize.py"),
     ("decide", "decide", "rules.py"),
     ("render cards (incl. uuid4)", "cards_for", "render.py"),
     ("serialise response (orjson)", "json_response", "api.py"),
+    ("audit row (commit before answering)", "_finish", "audit.py"),
 )
 
 
