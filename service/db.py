@@ -171,21 +171,27 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
         lock_file = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         weakref.finalize(engine, os.close, lock_file)
 
+    # who holds the locks: the thread (a transaction runs on one), not the connection, which an
+    # error can invalidate so that even reading its ``info`` raises, and the locks would never be
+    # released: every later writer would hang
+    holder = threading.local()
+
     def begin(connection: Any) -> None:
         lock.acquire()
         if lock_file is not None:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
-        connection.info["vcf_cds_lock"] = True
+        holder.locked = True
         try:
             # IMMEDIATE: take the write lock up front (waiting up to busy_timeout) rather than fail
             # when a read snapshot cannot be upgraded because another process wrote meanwhile
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            end(connection)
+            release()
             raise
 
-    def end(connection: Any) -> None:
-        if connection.info.pop("vcf_cds_lock", False):
+    def release() -> None:
+        if getattr(holder, "locked", False):
+            holder.locked = False
             if lock_file is not None:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
             lock.release()
@@ -196,11 +202,17 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
         # write lock still held and SQLite's busy handler sleeps, ms at a time). Its own COMMIT then
         # finds no transaction open and does nothing.
         def listener(connection: Any) -> None:
+            if not getattr(holder, "locked", False):
+                return
             try:
-                if connection.info.get("vcf_cds_lock") and connection.connection.dbapi_connection.in_transaction:
+                if connection.connection.dbapi_connection.in_transaction:
                     connection.exec_driver_sql(statement)
+            except Exception:
+                if statement == "COMMIT":
+                    raise  # the commit failed: the caller must know
+                # a failed ROLLBACK (an invalidated connection): SQLAlchemy's own follows and reports
             finally:
-                end(connection)
+                release()
 
         return listener
 

@@ -139,3 +139,29 @@ def test_sqlite_transactions_queue_on_locks_and_always_release_them(tmp_path: Pa
         assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 160
     for engine in engines:
         engine.dispose()
+
+
+def test_an_invalidated_connection_still_releases_the_sqlite_locks(tmp_path: Path) -> None:
+    import threading
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'invalid.sqlite3'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    # an error that invalidates the connection mid-transaction (a lost database file, say): even
+    # reading the connection's state raises then; the caller gets its own error, not that one
+    with pytest.raises(RuntimeError, match="boom"), engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        connection.invalidate()
+        raise RuntimeError("boom")
+    written = threading.Event()
+
+    def write() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+        written.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    assert written.wait(10), "the locks were never released: every later writer hangs"
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT x FROM t").scalars().all() == [2]
+    engine.dispose()
