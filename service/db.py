@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -45,6 +47,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger("vcf_cds.db")
+BUSY_TIMEOUT_SECONDS = 15
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock key: two processes starting at once must not both create the tables
@@ -144,7 +147,7 @@ def create_db_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
-        kwargs = {"connect_args": {"check_same_thread": False, "timeout": 15}}
+        kwargs = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS}}
         if parsed.database in (None, "", ":memory:"):
             kwargs["poolclass"] = StaticPool  # one shared in-memory database, not one per connection
         elif parsed.database:
@@ -226,11 +229,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # over (SQLAlchemy's documented recipe) so that a migration is one atomic, single-fsync commit
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer (gunicorn workers)
+    _enable_wal(cursor)  # readers do not block the writer (gunicorn workers)
     cursor.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    # Turning a new database file to WAL needs it to itself, and SQLite answers "locked" at once,
+    # without its busy handler, when another process is in it (containers starting together on a
+    # fresh file): retry for as long as the busy timeout would have waited.
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def alembic_config(connection: Any) -> Any:
