@@ -2,7 +2,7 @@
 
 SQLite file by default (no setup), PostgreSQL via ``VCF_CDS_DATABASE_URL``. SQL lives here and in
 ``audit`` and ``feedback``, never in views. An acknowledged write is durable: callers commit before
-they answer, and SQLite runs in WAL mode with ``synchronous=FULL``.
+they answer, and a SQLite commit returns only once its write-ahead log is on disk (``WalSync``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger("vcf_cds.db")
@@ -140,7 +140,7 @@ feedback = Table(
 
 
 def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL + ``synchronous=FULL`` (durable commits) and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, durable commits (``WalSync``) and a busy timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # "postgresql://" means psycopg2 to SQLAlchemy; we ship psycopg 3
@@ -170,9 +170,11 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
     lock = threading.Lock()
     database = engine.url.database
     lock_file: int | None = None
+    wal: WalSync | None = None
     if database not in (None, "", ":memory:"):
         lock_file = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         weakref.finalize(engine, os.close, lock_file)
+        wal = WalSync(f"{database}-wal")
 
     # who holds the locks: the thread (a transaction runs on one), not the connection, which an
     # error can invalidate so that even reading its ``info`` raises, and the locks would never be
@@ -207,15 +209,19 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
         def listener(connection: Any) -> None:
             if not getattr(holder, "locked", False):
                 return
+            committed = False
             try:
                 if connection.connection.dbapi_connection.in_transaction:
                     connection.exec_driver_sql(statement)
+                    committed = statement == "COMMIT"
             except Exception:
                 if statement == "COMMIT":
                     raise  # the commit failed: the caller must know
                 # a failed ROLLBACK (an invalidated connection): SQLAlchemy's own follows and reports
             finally:
                 release()
+            if committed and wal is not None:
+                wal.sync()  # after the locks: the next writer does not wait for our disk
 
         return listener
 
@@ -229,26 +235,68 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # over (SQLAlchemy's documented recipe) so that a migration is one atomic, single-fsync commit
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    _enable_wal(cursor)  # readers do not block the writer (gunicorn workers)
-    cursor.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
+    journal = _enable_wal(cursor)  # readers do not block the writer (gunicorn workers)
+    # In WAL mode, NORMAL leaves out the fsync at COMMIT, which SQLite does holding the write lock;
+    # WalSync does it once the lock is free. Any other journal (in-memory): SQLite's own, FULL.
+    cursor.execute("PRAGMA synchronous=NORMAL" if journal == "wal" else "PRAGMA synchronous=FULL")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def _enable_wal(cursor: Any) -> None:
+def _enable_wal(cursor: Any) -> str:
+    """The journal mode now in force: "wal", or what SQLite kept (in-memory databases have no WAL)."""
     # Turning a new database file to WAL needs it to itself, and SQLite answers "locked" at once,
     # without its busy handler, when another process is in it (containers starting together on a
     # fresh file): retry for as long as the busy timeout would have waited.
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
+            return str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
         except sqlite3.OperationalError as e:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+class WalSync:
+    """What makes a SQLite commit durable: an fsync of the write-ahead log once COMMIT has written it.
+
+    ``synchronous=FULL`` would have SQLite do this fsync inside COMMIT, holding the database's one
+    write lock, so every writer of every worker queued behind the disk (and behind the GIL the
+    committing thread had to win back afterwards). ``synchronous=NORMAL`` leaves it out, and SQLite
+    syncs the log itself only before a checkpoint. Called after each COMMIT and before the caller
+    answers, outside the locks: the commit is on disk before it is acknowledged, and writers that
+    commit meanwhile share the fsync.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._durable_entry: int | None = None  # inode of the log whose directory entry is synced
+
+    def sync(self) -> None:
+        try:
+            self._sync()
+        except OSError as e:  # EIO, ENOSPC…: the commit may not survive a crash; the caller must not answer
+            raise OperationalError("fsync of the SQLite write-ahead log", None, e) from e
+
+    def _sync(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # SQLite removes the log only after checkpointing it into the database and syncing that
+        try:
+            os.fdatasync(fd)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode != self._durable_entry:  # a log created since: its name must survive a crash too
+            folder = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+            self._durable_entry = inode
 
 
 def alembic_config(connection: Any) -> Any:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -56,10 +57,88 @@ def test_times_come_back_aware_utc(database_url: str) -> None:
         engine.dispose()
 
 
-def test_sqlite_commits_are_durable(tmp_path: object) -> None:
-    engine = create_db_engine(f"sqlite:///{tmp_path}/durable.sqlite3")
+def test_sqlite_commits_are_on_disk_before_they_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+
+    from service import db
+
+    path = tmp_path / "durable.sqlite3"
+    engine = create_db_engine(f"sqlite:///{path}")
+    synced: list[tuple[str, bool]] = []  # (file, whether a writer held the lock at that moment)
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def lock_held() -> bool:
+        probe = os.open(f"{path}.lock", os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
+
+    def spy(real: Any) -> Any:
+        def sync(fd: int) -> None:
+            synced.append((os.readlink(f"/proc/self/fd/{fd}"), lock_held()))
+            real(fd)
+
+        return sync
+
+    monkeypatch.setattr(db.os, "fdatasync", spy(real_fdatasync))
+    monkeypatch.setattr(db.os, "fsync", spy(real_fsync))
+    try:
+        with engine.begin() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            # SQLite's own fsync at COMMIT would hold the write lock; WalSync does it after
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        # the new log, then the folder that names it, synced once the lock is free
+        assert synced == [(f"{path}-wal", False), (str(tmp_path), False)]
+        synced.clear()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+            assert synced == []
+        assert synced == [(f"{path}-wal", False)]  # before the commit returned
+        synced.clear()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT x FROM t").scalar() == 1
+        assert synced == []  # reading syncs nothing
+    finally:
+        engine.dispose()
+
+
+def test_a_commit_whose_log_cannot_be_synced_fails_and_frees_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from sqlalchemy.exc import OperationalError
+
+    from service import db
+
+    engine = create_db_engine(f"sqlite:///{tmp_path}/eio.sqlite3")
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+
+        def broken_disk(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(db.os, "fdatasync", broken_disk)
+        with pytest.raises(OperationalError, match="write-ahead log"), engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        monkeypatch.undo()
+        with engine.begin() as connection:  # nothing is left locked
+            connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+    finally:
+        engine.dispose()
+
+
+def test_in_memory_sqlite_keeps_sqlites_own_sync() -> None:
+    engine = create_db_engine("sqlite://")
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "memory"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     engine.dispose()
 
