@@ -290,7 +290,7 @@ def report(
     command = "python benchmarks/soak.py" + (
         " --smoke" if args.smoke else " --quick" if args.quick else f" --seconds {args.seconds:g}"
     )
-    database = "PostgreSQL (`--database`)" if args.database else "SQLite (WAL, `synchronous=FULL`)"
+    database = "PostgreSQL (`--database`)" if args.database else "SQLite (WAL, fsynced after each COMMIT)"
 
     def rss(sizes: dict[int, float]) -> str:
         return ", ".join(f"{v:.0f}" for _, v in sorted(sizes.items())) + " MiB"

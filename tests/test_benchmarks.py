@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 
 from benchmarks import records
-from benchmarks.bench import BEGIN, END, PATH, check_cards, parse_wrk
+from benchmarks.bench import BEGIN, END, PATH, check_cards, one_sided, parse_wrk
 from service.server import gunicorn_options
 
 from conftest import NOW, ROOT
@@ -93,3 +93,10 @@ def test_the_script_runs_and_keeps_what_others_wrote(tmp_path: Path) -> None:
     assert text.startswith("# Benchmark results\n\nmethod notes\n\n") and text.endswith(FHIR_SECTION)
     assert "old numbers" not in text and text.count(BEGIN) == 1 and text.count(END) == 1
     assert "| 10 | 10 |" in text  # the in-process row of the 10-resource record
+
+
+def test_a_round_in_which_one_worker_idled_is_told_apart() -> None:
+    before = {1: 10.0, 2: 12.0}
+    assert one_sided(before, {1: 13.0, 2: 12.1})  # worker 2 had no connection
+    assert not one_sided(before, {1: 13.0, 2: 14.0})  # both served, unevenly
+    assert not one_sided({1: 10.0}, {1: 13.0})  # one worker only: nothing to compare
