@@ -36,8 +36,11 @@ class GroupCommit(Generic[Transaction, Item, Result]):
     """``submit(item)`` → ``write(transaction, [item, …])[i]``, batching the items of concurrent callers.
 
     ``begin()`` opens a transaction (a context manager that commits on leaving); ``write`` writes a
-    batch in it and returns one result per item, in order. When a batch fails, its items are retried
-    one by one, each in a transaction of its own, so one bad item fails alone.
+    batch in it and returns one result per item, in order. When writing a batch fails, its items are
+    retried one by one, each in a transaction of its own, so one bad item fails alone. When the
+    commit fails, every caller of the batch gets the error and nothing is written again: a failed
+    commit may still have reached the database (a lost connection, or a SQLite commit whose log
+    could not be synced), and a retry would write it twice.
     """
 
     def __init__(
@@ -76,18 +79,21 @@ class GroupCommit(Generic[Transaction, Item, Result]):
 
     def _lead(self) -> None:
         batch: list[_Slot[Item]] = []
+        written = False
         try:
             try:
                 with self._begin() as transaction:
                     batch = self._take()  # what queued up while the transaction waited for its lock, too
                     results = self._write(transaction, [slot.item for slot in batch])
+                    written = True
             except Exception as e:
                 if not batch:  # the transaction could not begin: nothing was tried, all fail alike
                     batch = self._take()
                     for slot in batch:
                         slot.error = e
-                elif len(batch) == 1:
-                    batch[0].error = e
+                elif len(batch) == 1 or written:  # one item, or the commit failed: its outcome is unknown
+                    for slot in batch:
+                        slot.error = e
                 else:
                     for slot in batch:
                         self._commit_alone(slot)

@@ -128,6 +128,24 @@ def test_no_advice_leaves_unaudited(app: Flask, client: FlaskClient) -> None:
     assert client.post(HOOK, data=b"x", content_type="text/plain").status_code == 415
 
 
+def test_advice_whose_audit_row_may_not_survive_a_crash_is_withheld(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from service import db
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(db.os, "fdatasync", broken_disk)  # the SQLite log cannot be synced
+    response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
+    assert response.status_code == 503
+    assert response.get_json()["issue"][0]["code"] == "transient"
+    monkeypatch.undo()
+    assert client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA"))).status_code == 200
+
+
 def test_log_lines_carry_hook_instance_and_no_phi(client: FlaskClient) -> None:
     stream = io.StringIO()
     handler = json_handler(stream)

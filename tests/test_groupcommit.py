@@ -95,16 +95,20 @@ def test_a_failing_batch_is_retried_item_by_item_so_one_bad_item_fails_alone() -
     assert sorted(map(tuple, db.committed)) == [("good1",), ("good2",)]
 
 
-def test_a_failed_commit_is_retried_item_by_item() -> None:
+def test_a_failed_commit_fails_its_callers_and_writes_nothing_again() -> None:
+    # a commit that failed may still have reached the database: retried, its rows would be there twice
     db = Database(locked=True)
-    db.fail_commit = True  # only batches of more than one fail
+    db.fail_commit = True  # batches of more than one
     committer = db.committer()
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(committer.submit, name) for name in "abc"]
         wait_for_queue(committer, 3)
         db.lock.release()
-        assert [f.result(10) for f in futures] == ["id-a", "id-b", "id-c"]
-    assert sorted(map(tuple, db.committed)) == [("a",), ("b",), ("c",)]
+        for future in futures:
+            with pytest.raises(OSError, match="disk I/O error"):
+                future.result(10)
+    assert db.batches == [["a", "b", "c"]]  # written once, never again
+    assert committer.submit("d") == "id-d"  # and the next caller leads as usual
 
 
 def test_a_transaction_that_cannot_begin_fails_every_queued_caller_once() -> None:
