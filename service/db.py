@@ -260,7 +260,8 @@ def _enable_wal(cursor: Any) -> str:
 
 
 class WalSync:
-    """What makes a SQLite commit durable: an fsync of the write-ahead log once COMMIT has written it.
+    """What makes a SQLite commit durable: an fdatasync (as SQLite's own) of the write-ahead log once
+    COMMIT has written it.
 
     ``synchronous=FULL`` would have SQLite do this fsync inside COMMIT, holding the database's one
     write lock, so every writer of every worker queued behind the disk (and behind the GIL the
