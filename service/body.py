@@ -56,17 +56,22 @@ def read_body(request: Request, timeout: float) -> bytes:
     prior = sock.gettimeout() if bounded else None
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
+    # with a Content-Length, ask for no more than is left: each read allocates the size asked for
+    # (Werkzeug), and a last read for the end would allocate a whole CHUNK to find nothing
+    left_to_read = request.content_length
     try:
-        while True:
+        while left_to_read is None or left_to_read > 0:
             if bounded:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _too_slow(timeout)
                 sock.settimeout(left)  # each read waits at most the time left
-            chunk = request.stream.read(CHUNK)
+            chunk = request.stream.read(CHUNK if left_to_read is None else min(CHUNK, left_to_read))
             if not chunk:
                 break
             chunks.append(chunk)
+            if left_to_read is not None:
+                left_to_read -= len(chunk)
     except ClientDisconnected as e:  # Werkzeug's name for any OSError while reading, a timeout included
         if isinstance(e.__context__, TimeoutError) or time.monotonic() >= deadline:
             raise _too_slow(timeout) from None
