@@ -18,7 +18,7 @@ from .decide.thresholds import WORSENING_GAP
 from .errors import InvalidResourceError
 from .facts import Facts, Finding, Fracture, Reading, in_future
 from .fhirtime import parse_fhir_datetime
-from .redact import safe_id
+from .redact import safe_ref
 from .terminology import ICD10_CM, Terminology
 from .validation import load_models as _load_models
 from .validation import validate
@@ -177,7 +177,7 @@ class _Reader:
         return True
 
     def ref(self, resource: dict[str, Any]) -> str:
-        return f"{resource['resourceType']}/{safe_id(resource.get('id'))}"
+        return safe_ref(resource)
 
     def valid(self, resource: dict[str, Any], position: int | None = None) -> bool:
         """Validate a resource the decision uses; an invalid one is ignored and said on the card."""

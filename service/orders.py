@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import BadRequestError
 from .gather import bundle_resources
-from .redact import safe_id
+from .redact import safe_ref
 from .terminology import Terminology
 from .validation import validate
 
@@ -48,6 +48,6 @@ def augmentation_orders(context: Mapping[str, Any], hook: str, terminology: Term
         if selected is not None and ref not in selected:
             continue
         if AUGMENTATION in terminology.concepts_of(resource.get("code")):
-            validate(resource, f"{resource['resourceType']}/{safe_id(rid)}" if ref else "a draft order")
+            validate(resource, safe_ref(resource) if ref else "a draft order")
             found.append(DraftOrder(ref, resource))
     return found

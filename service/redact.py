@@ -7,6 +7,7 @@ that has the shape of a FHIR id, a FHIR type or a JSON field name; anything else
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +21,11 @@ HIDDEN = "…"
 def safe_id(value: Any) -> str:
     """A resource id as it may be shown (evidence, messages); ``?`` when it is not a FHIR id."""
     return value if isinstance(value, str) and len(value) <= 1024 and FHIR_ID.fullmatch(value) else "?"
+
+
+def safe_ref(resource: Mapping[str, Any]) -> str:
+    """``Type/id`` of a resource as it may be shown, the id through ``safe_id``."""
+    return f"{resource['resourceType']}/{safe_id(resource.get('id'))}"
 
 
 def safe_name(value: Any) -> str:
