@@ -5,9 +5,11 @@ No timing is asserted here: the numbers live in benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -15,7 +17,7 @@ import pytest
 from flask import Flask
 
 from benchmarks import records
-from benchmarks.bench import BEGIN, END, PATH, check_cards, one_sided, parse_wrk
+from benchmarks.bench import BEGIN, END, PATH, Served, check_cards, one_sided, parse_wrk
 from service.server import gunicorn_options
 
 from conftest import NOW, ROOT
@@ -100,3 +102,19 @@ def test_a_round_in_which_one_worker_idled_is_told_apart() -> None:
     assert one_sided(before, {1: 13.0, 2: 12.1})  # worker 2 had no connection
     assert not one_sided(before, {1: 13.0, 2: 14.0})  # both served, unevenly
     assert not one_sided({1: 10.0}, {1: 13.0})  # one worker only: nothing to compare
+
+
+@pytest.mark.parametrize(("app", "rows"), [("vcf-cds", 1), ("vcf-cds-unaudited", 0)])
+def test_the_ablation_differs_from_vcf_cds_only_in_the_audit_rows(tmp_path: Path, app: str, rows: int) -> None:
+    """The audit ablation answers as vcf-cds does, under the same gunicorn server, and writes no audit row."""
+    database = tmp_path / "audit.sqlite3"
+    env = {**os.environ, "VCF_CDS_DATABASE_URL": f"sqlite:///{database}", "VCF_CDS_LOG_LEVEL": "WARNING"}
+    body = records.synthetic(10, datetime.now(UTC))  # dated for the server's own clock
+    served = Served(app, env, tmp_path / "server.log")
+    try:
+        status, answered = served.ready(body)
+    finally:
+        served.stop()
+    assert check_cards(app, status, answered) is None
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM audit_log").fetchone() == (rows,)
