@@ -29,6 +29,7 @@ import jwt
 import orjson
 from flask import Flask, current_app, g, request
 
+from .config import public_url as parse_public_url
 from .errors import AuthenticationError
 from .jwks import JwkList, JwksCache, JwksError
 
@@ -419,12 +420,23 @@ class Authenticator:
     mode: str  # "on" or "off" (VCF_CDS_AUTH)
     replay: ReplayStore = field(default_factory=MemoryReplayStore)
     key_source: KeySource = field(default_factory=JwksCache)
+    public_url: str = ""  # VCF_CDS_PUBLIC_URL, normalised; set whenever there are issuers
+
+
+PUBLIC_URL_REQUIRED = (
+    "VCF_CDS_PUBLIC_URL is required when trusted issuers are configured: a JWT's `aud` must be the URL the "
+    "EHR calls, and `Host` or `X-Forwarded-*` (which any caller sets) must not decide it. "
+    "Set VCF_CDS_PUBLIC_URL to that base URL, e.g. https://cds.example.org."
+)
+
+
+class PublicUrlRequiredError(ValueError):
+    """Trusted issuers without ``VCF_CDS_PUBLIC_URL``: the service must not start."""
 
 
 def expected_audience() -> str:
-    """The URL called, as the EHR sees it: ``VCF_CDS_PUBLIC_URL`` + path when set (behind a proxy)."""
-    public = str(current_app.config.get("PUBLIC_URL") or "")
-    return public.rstrip("/") + request.path if public else request.base_url
+    """``VCF_CDS_PUBLIC_URL`` + the path called; never the ``Host`` header or ``X-Forwarded-*``."""
+    return str(current_app.extensions["vcf_cds_auth"].public_url) + request.path
 
 
 def is_clinical_path(path: str) -> bool:
@@ -441,7 +453,10 @@ def init_app(app: Flask) -> None:
     issuers = app.config.get("ISSUERS")  # a test may hand a registry in directly
     if not isinstance(issuers, IssuerRegistry):
         issuers = load_issuers(app.config["TRUSTED_ISSUERS"]) if mode != "off" else IssuerRegistry()
-    auth = Authenticator(issuers=issuers, mode=mode)
+    public_url = parse_public_url(str(app.config.get("PUBLIC_URL") or ""))
+    if issuers and mode != "off" and not public_url:
+        raise PublicUrlRequiredError(PUBLIC_URL_REQUIRED)
+    auth = Authenticator(issuers=issuers, mode=mode, public_url=public_url)
     if app.config.get("JWKS_SOURCE") is not None:
         auth.key_source = app.config["JWKS_SOURCE"]
     app.extensions["vcf_cds_auth"] = auth

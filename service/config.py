@@ -6,11 +6,13 @@ Every setting is declared once here, with its default and meaning; the README do
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 PREFIX = "VCF_CDS_"
 
@@ -40,11 +42,38 @@ def _on_off(value: str) -> str:
     return word
 
 
-def _public_url(value: str) -> str:
+# scheme, a host name or bracketed IPv6 address, an optional port, a path: nothing else
+_PLAIN_URL = r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?(/[^?#\s\\@]*)?"
+
+
+def public_url(value: str) -> str:
+    """``VCF_CDS_PUBLIC_URL`` checked and normalised (no trailing slash): a JWT's ``aud`` is compared to it as text."""
     url = value.strip().rstrip("/")
-    if url and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
-        raise ValueError("expected an absolute http(s) URL without query or fragment, e.g. https://cds.example.org")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    # one plain form only: userinfo, a query, a fragment or a backslash would make two readers disagree
+    # on which service an audience names
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if not (port_ok and parts.hostname and re.fullmatch(_PLAIN_URL, url)):
+        raise ValueError(
+            "expected an absolute http(s) URL without userinfo, query or fragment, e.g. https://cds.example.org"
+        )
     return url
+
+
+def _proxies(value: str) -> list[str]:
+    # gunicorn's forwarded_allow_ips takes the same list: strict, so 10.0.0.1/8 is an error, not a guess
+    proxies = _list(value)
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy)
+        except ValueError:
+            raise ValueError(f"{proxy!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24)") from None
+    return proxies
 
 
 def _secret(value: str) -> str:
@@ -66,9 +95,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PUBLIC_URL",
         "",
-        _public_url,
-        "public base URL the EHR calls (e.g. `https://cds.example.org`), behind a proxy; a JWT's `aud` must be "
-        "this plus the path. Empty: the URL of the request as received",
+        public_url,
+        "public base URL the EHR calls (e.g. `https://cds.example.org`); a JWT's `aud` must be this plus the "
+        "path called. Required with trusted issuers: `Host` and `X-Forwarded-*` never decide the audience",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        [],
+        _proxies,
+        "comma-separated addresses or CIDR networks of the reverse proxies whose `X-Forwarded-For`/`-Proto` "
+        "are believed; from any other peer those headers are ignored. Empty: none",
     ),
     Setting("FHIR_ALLOWLIST", [], _list, "comma-separated URL prefixes a `fhirServer` must start with"),
     Setting("CORS_ORIGINS", [], _list, "comma-separated browser origins allowed by CORS (`*` for any)"),

@@ -15,7 +15,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 
 from . import logs
-from .auth import IssuerConfigError, is_loopback, load_issuers
+from .auth import PUBLIC_URL_REQUIRED, IssuerConfigError, is_loopback, load_issuers
 from .config import PREFIX, load_settings
 from .cors import parse_origins
 from .errors import operation_outcome
@@ -175,15 +175,17 @@ def check_startup(host: str, port: int, settings: Mapping[str, Any]) -> str | No
         log.warning(OPEN_WARNING.format(bind=bind))
         return None
     if not settings.get("PUBLIC_URL"):
-        log.warning(
-            "VCF_CDS_PUBLIC_URL is not set: a JWT's `aud` is checked against the URL as received. "
-            "Behind a proxy or load balancer, set it to the URL the EHR calls."
-        )
+        return PUBLIC_URL_REQUIRED
     return None
 
 
 def gunicorn_options(
-    host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS, log_level: str = "info"
+    host: str,
+    port: int,
+    workers: int = DEFAULT_WORKERS,
+    threads: int = DEFAULT_THREADS,
+    log_level: str = "info",
+    trusted_proxies: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The gunicorn settings of ``vcf-cds serve`` (the benchmarks run their baselines with these too)."""
     options: dict[str, Any] = {
@@ -204,6 +206,11 @@ def gunicorn_options(
         "post_worker_init": freeze_startup_heap,
         # no control socket: it lands in $HOME and two servers on one machine would share it
         "control_socket_disable": True,
+        # gunicorn believes X-Forwarded-Proto (and friends) from 127.0.0.1 and ::1 by default, or from
+        # $FORWARDED_ALLOW_IPS: only VCF_CDS_TRUSTED_PROXIES here, as in the application (proxies.py)
+        "forwarded_allow_ips": ",".join(trusted_proxies),
+        # nor may a proxy rewrite SCRIPT_NAME / PATH_INFO: the audience is PUBLIC_URL + the path called
+        "forwarder_headers": "",
     }
     if Path("/dev/shm").is_dir():
         options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off the container's overlay filesystem
@@ -281,7 +288,8 @@ def run(host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEF
     owned = prepare_metrics_dir()
     master = os.getpid()
     try:
-        Server(gunicorn_options(host, port, workers, threads, str(settings["LOG_LEVEL"]))).run()
+        proxies = list(settings["TRUSTED_PROXIES"])
+        Server(gunicorn_options(host, port, workers, threads, str(settings["LOG_LEVEL"]), proxies)).run()
     finally:
         # workers are forked inside run() and leave through here too: only the master cleans up
         if owned and os.getpid() == master:
