@@ -34,6 +34,7 @@ from service.auth import (
     IssuerConfigError,
     IssuerRegistry,
     MemoryReplayStore,
+    PublicUrlRequiredError,
     ReplayStoreFullError,
     TokenRejectedError,
     is_loopback,
@@ -304,15 +305,13 @@ def test_only_clinical_endpoints_need_a_token(secured: FlaskClient) -> None:
     assert secured.options("/cds-services").status_code == 200  # Flask's automatic OPTIONS: no data in it
 
 
-def test_audience_is_the_request_url_without_public_url(engine: Engine, tmp_path: Path, keys: Keys) -> None:
-    app = create_app(
-        {"TESTING": True, "ENGINE": engine, "CLOCK": lambda: NOW, "ISSUERS": parse_issuers(registry_doc(keys))}
-    )
-    client = app.test_client()
-    token = keys.es384.sign(claims(NOW, aud="http://localhost/cds-services"))
-    assert client.get("/cds-services", headers={"Authorization": bearer(token)}).status_code == 200
-    token = keys.es384.sign(claims(NOW, aud=DISCOVERY_URL))  # the public URL is not configured here
-    assert client.get("/cds-services", headers={"Authorization": bearer(token)}).status_code == 401
+@pytest.mark.parametrize("public_url", [None, "", "  "])
+def test_issuers_without_a_public_url_do_not_start(engine: Engine, keys: Keys, public_url: str | None) -> None:
+    # the audience would otherwise come from the Host header, which any caller chooses
+    config = {"TESTING": True, "ENGINE": engine, "ISSUERS": parse_issuers(registry_doc(keys)), "PUBLIC_URL": public_url}
+    with pytest.raises(PublicUrlRequiredError, match="VCF_CDS_PUBLIC_URL"):
+        create_app(config)
+    create_app({**config, "AUTH": "off"})  # no JWT is checked, so no audience is needed
 
 
 def test_public_url_with_a_path_prefix(engine: Engine, keys: Keys) -> None:

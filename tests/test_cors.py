@@ -36,7 +36,9 @@ def test_preflight_is_answered_without_a_token(engine: Engine, tmp_path: Path) -
     # even with trusted issuers configured, a preflight carries no credentials and needs none
     issuers = tmp_path / "issuers.json"
     issuers.write_text('{"issuers": [{"iss": "https://ehr.example.org", "jku": ["https://ehr.example.org/jwks"]}]}')
-    client = make_client(engine, tmp_path, [SANDBOX], TRUSTED_ISSUERS=str(issuers))
+    client = make_client(
+        engine, tmp_path, [SANDBOX], TRUSTED_ISSUERS=str(issuers), PUBLIC_URL="https://cds.example.org"
+    )
     response = preflight(client, SANDBOX)
     assert response.status_code == 204  # type: ignore[attr-defined]
     headers = response.headers  # type: ignore[attr-defined]

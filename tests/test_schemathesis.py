@@ -26,7 +26,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
-from tokens import EHR, Signer, claims, ec_signer
+from tokens import EHR, PUBLIC_URL, Signer, claims, ec_signer
 
 from service.openapi import build_spec
 from service.pipeline import Engine
@@ -61,9 +61,8 @@ class CdsHooksJwt:
     def set(self, case: Any, data: str, context: Any) -> None:
         if "server" not in running:  # cases made while collecting are not sent
             return
-        server: Served = running["server"]
         signer: Signer = running["signer"]
-        token = signer.sign(claims(datetime.now(UTC), aud=f"{server.base}{case.formatted_path}"))
+        token = signer.sign(claims(datetime.now(UTC), aud=f"{PUBLIC_URL}{case.formatted_path}"))
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
 
 
@@ -74,7 +73,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     issuers = tmp_path / "issuers.json"
     issuers.write_text(json.dumps({"issuers": [{"iss": EHR, "jwks": {"keys": [signer.public_jwk()]}}]}))
     database = f"sqlite:///{tmp_path / 'schemathesis.sqlite3'}"
-    with serving(tmp_path, database, env={"VCF_CDS_TRUSTED_ISSUERS": str(issuers)}) as server:
+    env = {"VCF_CDS_TRUSTED_ISSUERS": str(issuers), "VCF_CDS_PUBLIC_URL": PUBLIC_URL}
+    with serving(tmp_path, database, env=env) as server:
         running.update(server=server, signer=signer, started=time.monotonic())
         yield server
     running.clear()

@@ -58,19 +58,42 @@ def test_auth_off_serves_anywhere_with_a_loud_warning(
     assert started and "AUTHENTICATION IS OFF" in caplog.text
 
 
-def test_trusted_issuers_serve_anywhere(
+def test_trusted_issuers_serve_anywhere_with_a_public_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("VCF_CDS_TRUSTED_ISSUERS", issuer_file(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="vcf_cds"):
-        assert main(["serve", "--host", "0.0.0.0"]) == 0
-    assert started and "NO AUTHENTICATION" not in caplog.text
-    assert "VCF_CDS_PUBLIC_URL" in caplog.text  # aud is checked against the Host header: say so
-    caplog.clear()
     monkeypatch.setenv("VCF_CDS_PUBLIC_URL", "https://cds.example.org")
     with caplog.at_level(logging.WARNING, logger="vcf_cds"):
         assert main(["serve", "--host", "0.0.0.0"]) == 0
-    assert caplog.text == ""
+    assert started and caplog.text == ""
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_trusted_issuers_without_a_public_url_do_not_serve(
+    host: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    started: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the audience would otherwise be read from the Host header: on loopback too
+    monkeypatch.setenv("VCF_CDS_TRUSTED_ISSUERS", issuer_file(tmp_path))
+    assert main(["serve", "--host", host]) == 2
+    assert started == []
+    err = capsys.readouterr().err
+    assert "VCF_CDS_PUBLIC_URL" in err and "required" in err and "Traceback" not in err
+
+
+def test_gunicorn_believes_forwarded_headers_only_from_the_trusted_proxies(
+    monkeypatch: pytest.MonkeyPatch, started: list[dict[str, Any]]
+) -> None:
+    # gunicorn's own default trusts 127.0.0.1 and ::1 (or $FORWARDED_ALLOW_IPS): ours is none
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    assert main(["serve"]) == 0
+    monkeypatch.setenv("VCF_CDS_TRUSTED_PROXIES", "10.0.0.5, 10.1.0.0/16")
+    assert main(["serve"]) == 0
+    assert [run["forwarded_allow_ips"] for run in started] == ["", "10.0.0.5,10.1.0.0/16"]
+    assert all(run["forwarder_headers"] == "" for run in started)  # nor may a proxy rewrite the path
 
 
 @pytest.mark.parametrize(
@@ -79,6 +102,12 @@ def test_trusted_issuers_serve_anywhere(
         ("VCF_CDS_TRUSTED_ISSUERS", "/nonexistent/issuers.json", "cannot read"),
         ("VCF_CDS_AUTH", "of", "VCF_CDS_AUTH"),
         ("VCF_CDS_PUBLIC_URL", "cds.example.org", "VCF_CDS_PUBLIC_URL"),
+        ("VCF_CDS_PUBLIC_URL", "https://user:pw@cds.example.org", "VCF_CDS_PUBLIC_URL"),
+        ("VCF_CDS_PUBLIC_URL", "https://cds.example.org/?x=1", "VCF_CDS_PUBLIC_URL"),
+        ("VCF_CDS_PUBLIC_URL", "https://cds.example.org/#top", "VCF_CDS_PUBLIC_URL"),
+        ("VCF_CDS_PUBLIC_URL", "ftp://cds.example.org", "VCF_CDS_PUBLIC_URL"),
+        ("VCF_CDS_TRUSTED_PROXIES", "proxy.example.org", "VCF_CDS_TRUSTED_PROXIES"),
+        ("VCF_CDS_TRUSTED_PROXIES", "10.0.0.1/8", "VCF_CDS_TRUSTED_PROXIES"),
         ("VCF_CDS_CORS_ORIGINS", "sandbox.cds-hooks.org", "VCF_CDS_CORS_ORIGINS"),
     ],
 )
