@@ -377,6 +377,10 @@ class FhirClient:
         except requests.RequestException as e:  # its message holds the URL: keep the type only
             detail = f" ({type(e).__name__})"
             reason = f"{ANSWERED}: the answer was cut off" if cutoff.answered else UNREACHABLE
+        except (ValueError, UnicodeError, urllib3.exceptions.HTTPError):
+            # requests parses a redirect's Location with urlparse even when not following it: a
+            # malformed one (bad port…) raises here instead of as a requests exception
+            reason = f"{ANSWERED}: the answer is malformed"
         finally:
             _current.cutoff = _current.permit = None
             cutoff.release()
