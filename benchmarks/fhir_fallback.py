@@ -85,7 +85,7 @@ def main() -> int:
     body.update(fhirServer=base, fhirAuthorization={"access_token": "bench", "token_type": "Bearer"})
     queries = {"patient": "Patient/p1", "conditions": "Condition?patient=p1", "observations": "Observation?patient=p1"}
 
-    concurrent, one_by_one = FhirClient(), FhirClient(workers=1)
+    concurrent, one_by_one = FhirClient(loopback_dev=True), FhirClient(workers=1, loopback_dev=True)
     app = create_app({"DATABASE_URL": "sqlite://", "FHIR_TIMEOUT": 5.0})
     client = app.test_client()
 

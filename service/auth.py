@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 
 import jwt
 import orjson
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, has_request_context, request
 
 from .config import public_url as parse_public_url
 from .errors import AuthenticationError
 from .jwks import JwkList, JwksCache, JwksError
+from .origins import UrlRefusedError, check_url
 
 log = logging.getLogger("vcf_cds.auth")
 
@@ -79,6 +80,7 @@ class TrustedIssuer:
     jwks_url: str | None = None
     jku: tuple[str, ...] = ()  # `jku` header values honoured for this issuer
     tenant: str | None = None  # when set, the token's `tenant` claim must equal it
+    fhir_servers: tuple[str, ...] = ()  # FHIR base URL prefixes a call signed by this issuer may name
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class IssuerRegistry:
 
 # --- the trusted-issuer file -------------------------------------------------------------------
 
-ISSUER_FIELDS = {"iss", "jwks", "jwks_url", "jku", "tenant"}
+ISSUER_FIELDS = {"iss", "jwks", "jwks_url", "jku", "tenant", "fhirServers"}
 
 
 def load_issuers(path: str | Path | None) -> IssuerRegistry:
@@ -212,7 +214,14 @@ def _parse_issuer(entry: Any, where: str) -> TrustedIssuer:
         _check_url(url, f"{where}.jku[{u}]")
     if tenant is not None and not isinstance(tenant, str):
         raise IssuerConfigError(f"{where}.tenant: expected a string or null")
-    return TrustedIssuer(iss=iss, keys=tuple(keys), jwks_url=jwks_url, jku=tuple(jku), tenant=tenant)
+    fhir_servers = entry.get("fhirServers", [])
+    if not isinstance(fhir_servers, list):
+        raise IssuerConfigError(f"{where}.fhirServers: expected a list of FHIR base URLs")
+    for u, url in enumerate(fhir_servers):
+        _check_fhir_prefix(url, f"{where}.fhirServers[{u}]")
+    return TrustedIssuer(
+        iss=iss, keys=tuple(keys), jwks_url=jwks_url, jku=tuple(jku), tenant=tenant, fhir_servers=tuple(fhir_servers)
+    )
 
 
 def _check_public_jwk(jwk: Any, where: str) -> dict[str, Any]:
@@ -234,12 +243,32 @@ def _check_public_jwk(jwk: Any, where: str) -> dict[str, Any]:
 def _check_url(url: Any, where: str) -> None:
     if not isinstance(url, str):
         raise IssuerConfigError(f"{where}: expected a URL string")
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
-        return  # a local test EHR
+    try:  # the parser requests connects with decides the host (service/origins.py)
+        origin = check_url(url).origin
+    except UrlRefusedError as e:
+        raise IssuerConfigError(f"{where}: not a usable URL ({e})") from None
+    if origin.scheme == "https" or is_loopback(origin.host):
+        return  # http: a local test EHR
     raise IssuerConfigError(f"{where}: must be an https URL (http only on loopback)")
+
+
+def _check_fhir_prefix(url: Any, where: str) -> None:
+    if not isinstance(url, str):
+        raise IssuerConfigError(f"{where}: expected a URL string")
+    try:
+        checked = check_url(url)
+    except UrlRefusedError as e:
+        raise IssuerConfigError(f"{where}: not a usable URL ({e})") from None
+    if checked.query is not None or checked.fragment is not None:
+        raise IssuerConfigError(f"{where}: a FHIR base URL has no query or fragment")
+
+
+def caller_fhir_servers() -> tuple[str, ...]:
+    """The ``fhirServers`` of the issuer whose token this request carried (none without one)."""
+    caller: VerifiedToken | None = g.get("cds_client") if has_request_context() else None
+    auth: Authenticator | None = current_app.extensions.get("vcf_cds_auth") if caller else None
+    issuer = auth.issuers.get(caller.iss) if auth and caller else None
+    return issuer.fhir_servers if issuer else ()
 
 
 def is_loopback(host: str | None) -> bool:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .origins import UrlRefusedError, check_url
+
 PREFIX = "VCF_CDS_"
 
 
@@ -76,6 +78,18 @@ def _proxies(value: str) -> list[str]:
     return proxies
 
 
+def _url_prefixes(value: str) -> list[str]:
+    prefixes = _list(value)
+    for prefix in prefixes:
+        try:
+            checked = check_url(prefix)
+        except UrlRefusedError as e:
+            raise ValueError(f"{prefix!r} is not a usable URL prefix ({e})") from None
+        if checked.query is not None or checked.fragment is not None:
+            raise ValueError(f"{prefix!r}: a FHIR base URL prefix has no query or fragment")
+    return prefixes
+
+
 def _secret(value: str) -> str:
     # A short key makes the patient-id hashes guessable by brute force over plausible MRNs
     if value and len(value) < 32:
@@ -106,7 +120,13 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated addresses or CIDR networks of the reverse proxies whose `X-Forwarded-For`/`-Proto` "
         "are believed; from any other peer those headers are ignored. Empty: none",
     ),
-    Setting("FHIR_ALLOWLIST", [], _list, "comma-separated URL prefixes a `fhirServer` must start with"),
+    Setting(
+        "FHIR_ALLOWLIST",
+        [],
+        _url_prefixes,
+        "comma-separated FHIR base URL prefixes any caller may name as `fhirServer`, at any address (private "
+        "ones included); added to each issuer's `fhirServers`. With `VCF_CDS_AUTH=off` the only ones allowed",
+    ),
     Setting("CORS_ORIGINS", [], _list, "comma-separated browser origins allowed by CORS (`*` for any)"),
     Setting("FHIR_TIMEOUT", 3.0, float, "total time budget in seconds for FHIR-server fallback searches"),
     Setting("MAX_BODY", 10 * 1024 * 1024, int, "largest accepted request body in bytes (413 above)"),

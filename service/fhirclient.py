@@ -4,16 +4,24 @@ The only module that imports ``requests`` (tests/test_purity.py checks). ``init_
 ``FhirClient`` — a ``Fetcher`` of gather.py — at ``app.extensions["vcf_cds_fetch"]``.
 
 An EHR's request is input, not trust, so:
-- ``fhirServer`` must match the allowlist (none configured: https anywhere, http on loopback only);
-  a refused server is never contacted, so a hook call cannot make the service probe a network.
+- ``fhirServer`` must be one the calling EHR may name (``server_permit``): under a prefix of
+  ``VCF_CDS_FHIR_ALLOWLIST`` or of the verified issuer's ``fhirServers``; in the loopback development
+  mode (no trusted issuers) also http(s) on loopback; with ``VCF_CDS_AUTH=off``, the allowlist only.
+  A refused server is never contacted, so a hook call cannot make the service probe a network.
+- Connections go to the address that was checked (service/egress.py, from ``_new_conn``): resolved
+  within the budget, loopback only unless the server was explicitly listed, never resolved twice.
 - The access token goes to fhirServer's origin only: redirects and ``next`` links elsewhere are not
-  followed (requests would follow a redirect itself, so redirects are handled here).
+  followed (requests would follow a redirect itself, so redirects are handled here). Origins are
+  decided by urllib3's parser, the one that connects (service/origins.py), and ``_new_conn`` refuses
+  any connection to another origin whatever the URL said.
 - Work is bounded: pages, redirects, bytes read per search, a timeout per call, and one deadline
   shared by all the searches of a hook call (``VCF_CDS_FHIR_TIMEOUT``). A timeout bounds each read,
   not the whole answer: a server trickling a byte at a time would hold a pool thread forever, so
   when the hook call stops waiting, the sockets of its unfinished searches are shut down.
-- Failure reasons and log lines name the search ("Condition search: HTTP 401"), never the token
-  nor a URL (query values are patient ids).
+- Failure reasons and log lines name the search ("Condition search: …"), never the token nor a URL
+  (query values are patient ids). The EHR is told one text per cause class — not permitted, could
+  not be reached, answered with an error (and what was wrong with the answer) — so a refused port,
+  a silent one and a name that does not resolve read the same; the log says which.
 """
 
 from __future__ import annotations
@@ -22,16 +30,17 @@ import contextlib
 import http.cookiejar
 import ipaddress
 import logging
+import os
 import re
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import orjson
 import requests
@@ -39,8 +48,12 @@ import urllib3
 from flask import Flask
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from .auth import caller_fhir_servers
+from .egress import EgressRefusedError, Permit, connect, loopback_address
 from .gather import FetchFailure, next_link
+from .origins import UrlRefusedError, check_url, under
 
 log = logging.getLogger("vcf_cds.fhirclient")
 
@@ -48,9 +61,12 @@ log = logging.getLogger("vcf_cds.fhirclient")
 WORKERS = 12
 CHUNK = 64 * 1024
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_PLAIN_LINK = re.compile(r"[\x21-\x7e]{1,4096}")  # a Location or next link with anything else is refused
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # visible ASCII: anything else breaks (or splits) the header
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+NOT_PERMITTED = "fhirServer is not permitted for this EHR; it was not contacted"
+UNREACHABLE = "the FHIR server could not be reached"
+ANSWERED = "the FHIR server answered with an error"
 
 Result = list[dict[str, Any]] | FetchFailure
 
@@ -63,8 +79,12 @@ class Limits:
     max_bytes: int = 20 * 1024 * 1024  # per search, all pages; counted after decompression
 
 
+class _NotAskedError(Exception):
+    """A search given up on for a reason of its own (the budget, the EHR's prefetch): the whole text."""
+
+
 class SearchError(Exception):
-    """A search that cannot complete. The message is shown to the EHR: no token, no URL."""
+    """What was wrong with the FHIR server's answer. Shown to the EHR after ``ANSWERED``: no token, no URL."""
 
 
 class Cutoff:
@@ -80,6 +100,9 @@ class Cutoff:
         self._lock = threading.Lock()
         self._watched: list[socket.socket] = []
         self.tripped = False
+        # how far the current request got: what a cut-short search is reported as
+        self.contacted = False
+        self.answered = False
 
     def watch(self, sock: socket.socket) -> None:
         try:
@@ -110,7 +133,8 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-_current = threading.local()  # .cutoff: the Cutoff of the search this pool thread is running
+# .cutoff: the Cutoff of the search this pool thread is running; .permit: where it may connect
+_current = threading.local()
 
 
 def _release_current() -> None:
@@ -129,7 +153,18 @@ class _WatchedHTTPConnection(HTTPConnection):
     # Both places a connection starts blocking on the server: a new socket (connect, TLS handshake,
     # request) and, on a reused one, waiting for the response's headers (the body comes after)
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        # The checked address, not a new lookup; urllib3 then wraps TLS for self.host (SNI, certificate)
+        permit: Permit | None = getattr(_current, "permit", None)
+        try:
+            if permit is None:
+                raise EgressRefusedError("a connection outside a permitted search")
+            sock = connect(permit, self.host, self.port, self.timeout, self.socket_options or ())
+        except TimeoutError as e:
+            raise ConnectTimeoutError(self, f"connect: {e}") from None
+        except OSError as e:
+            if isinstance(e, EgressRefusedError):
+                log.warning("FHIR fallback: connection refused by policy: %s", e)
+            raise NewConnectionError(self, f"connect: {e}") from None
         _watch_current(sock)
         return sock
 
@@ -156,54 +191,55 @@ class _Adapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
-def server_allowed(url: str, allowlist: Sequence[str]) -> bool:
-    """Whether ``url`` may be contacted as a fhirServer (see the module docstring)."""
+def server_permit(
+    url: object, prefixes: Sequence[str], *, loopback_dev: bool = False, deadline: float = 0.0
+) -> Permit | None:
+    """Whether ``url`` may be contacted as a fhirServer, and at which addresses; None if not.
+
+    Under one of ``prefixes`` (the allowlist and the caller's issuer's ``fhirServers``): any
+    address. Else, with ``loopback_dev``, an http(s) URL whose host is ``localhost`` or a loopback
+    address: loopback addresses only (checked again at connect time, after resolution)."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return False
-    if not parts.hostname or parts.username is not None or parts.query or parts.fragment:
-        return False  # credentials in a URL, or a "base" that is really a query: not a FHIR base
-    if allowlist:
-        return any(_under(url, prefix) for prefix in allowlist)
-    if parts.scheme == "https":
-        return True
-    return parts.scheme == "http" and _loopback(parts.hostname)
+        checked = check_url(url)
+    except UrlRefusedError:
+        return None
+    if checked.query is not None or checked.fragment is not None:
+        return None  # a "base" that is really a query: not a FHIR base
+    for prefix in prefixes:
+        try:
+            if under(checked, check_url(prefix)):
+                return Permit(checked.origin, explicit=True, deadline=deadline)
+        except UrlRefusedError:
+            continue  # settings and the issuer file are checked at start; never admit on a bad entry
+    if loopback_dev and _loopback_host(checked.origin.host):
+        return Permit(checked.origin, explicit=False, deadline=deadline)
+    return None
 
 
-def _under(url: str, prefix: str) -> bool:
-    # At a path boundary: "https://ehr.org" must not admit "https://ehr.org.evil.net/"
-    u, p = _normal(url), _normal(prefix)
-    return u == p.rstrip("/") or u.startswith(p if p.endswith("/") else p + "/")
-
-
-def _normal(url: str) -> str:
-    parts = urlsplit(url.strip())
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path}"
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
+def _loopback_host(host: str) -> bool:
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return loopback_address(ipaddress.ip_address(host))
     except ValueError:
         return False
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def _same_origin(url: str, permit: Permit) -> bool:
     try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        return "", "", None
+        return check_url(url).origin == permit.origin
+    except UrlRefusedError:
+        return False  # a form parsers read differently leads nowhere we have checked
+
+
+def _join(url: str, link: str) -> str:
+    # urljoin is urllib.parse's reading: the result is checked again (check_url) before any use
+    return urljoin(url, link) if _PLAIN_LINK.fullmatch(link) else ""
 
 
 def _absolute(query: str) -> bool:
     # A prefetched page's next link; relative queries may hold "://" too (code=http://loinc.org|…)
-    return query.startswith(("https://", "http://"))
+    return query[:8].lower().startswith(("https://", "http://"))
 
 
 def _label(query: str) -> str:
@@ -230,11 +266,22 @@ class FhirClient:
 
     One pool of threads per process, one ``requests.Session`` per pool thread (a Session is not
     documented thread-safe; its connection pool is reused by the thread across hook calls).
+    ``caller_servers`` gives, during a hook call, the ``fhirServers`` of the issuer that signed it.
     """
 
-    def __init__(self, allowlist: Sequence[str] = (), limits: Limits | None = None, workers: int = WORKERS):
+    def __init__(
+        self,
+        allowlist: Sequence[str] = (),
+        limits: Limits | None = None,
+        workers: int = WORKERS,
+        *,
+        loopback_dev: bool = False,
+        caller_servers: Callable[[], Sequence[str]] = tuple,
+    ):
         self.allowlist = tuple(allowlist)
         self.limits = limits or Limits()
+        self.loopback_dev = loopback_dev
+        self.caller_servers = caller_servers
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vcf-cds-fhir")
         weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
@@ -244,16 +291,17 @@ class FhirClient:
 
     def __call__(self, request: Mapping[str, Any], queries: Mapping[str, str]) -> dict[str, Result]:
         deadline = time.monotonic() + self.limits.budget
-        refused = self._refusal(request)
-        if refused:
+        permit = self._permit(request, deadline)
+        refused = permit if isinstance(permit, str) else self._refusal(request)
+        if refused or not isinstance(permit, Permit):
             log.info("FHIR fallback for %s refused: %s", sorted(queries), refused)
-            return {key: FetchFailure(refused) for key in queries}
+            return {key: FetchFailure(refused or NOT_PERMITTED) for key in queries}
         base = str(request["fhirServer"]).rstrip("/")
         token = (request.get("fhirAuthorization") or {}).get("access_token")
         started = time.monotonic()
         cutoffs = {key: Cutoff() for key in queries}
         futures: dict[str, Future[Result]] = {
-            key: self._pool.submit(self._search, base, query, token, deadline, cutoffs[key])
+            key: self._pool.submit(self._search, base, query, token, permit, cutoffs[key])
             for key, query in queries.items()
         }
         wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
@@ -264,7 +312,7 @@ class FhirClient:
             else:  # the answer cannot wait for it: not started, it never will; running, its reads fail now
                 future.cancel()
                 cutoffs[key].trip()
-                results[key] = FetchFailure(f"{_label(queries[key])}: {self._spent()}")
+                results[key] = FetchFailure(f"{_label(queries[key])}: {self._cut_short(cutoffs[key])}")
         failed = {k: r.reason for k, r in results.items() if isinstance(r, FetchFailure)}
         log.info(
             "FHIR fallback: %d searches in %.0f ms, failed: %s",
@@ -277,12 +325,20 @@ class FhirClient:
     def _spent(self) -> str:
         return f"the time budget for FHIR-server searches ({self.limits.budget:g} s) was spent"
 
-    def _refusal(self, request: Mapping[str, Any]) -> str | None:
+    def _cut_short(self, cutoff: Cutoff) -> str:
+        """Why a search the hook call stopped waiting for failed: as if its read had timed out."""
+        if cutoff.answered:
+            return f"{ANSWERED}: it was not complete within the time budget ({self.limits.budget:g} s)"
+        return UNREACHABLE if cutoff.contacted else self._spent()
+
+    def _permit(self, request: Mapping[str, Any], deadline: float) -> Permit | str | None:
         server = request.get("fhirServer")
         if not isinstance(server, str) or not server:
             return "it was not prefetched and the request names no fhirServer"
-        if not server_allowed(server, self.allowlist):
-            return "fhirServer is not allowed by this service (VCF_CDS_FHIR_ALLOWLIST); it was not contacted"
+        prefixes = self.allowlist + tuple(self.caller_servers())
+        return server_permit(server, prefixes, loopback_dev=self.loopback_dev, deadline=deadline)
+
+    def _refusal(self, request: Mapping[str, Any]) -> str | None:
         # The id goes into a URL path: anything but a FHIR id could point the query elsewhere
         if not _FHIR_ID.fullmatch(str(request.get("context", {}).get("patientId", ""))):
             return "context.patientId is not a FHIR id; the FHIR server was not asked"
@@ -297,47 +353,54 @@ class FhirClient:
             session = requests.Session()
             # Cookies would carry one EHR user's server session into another's call
             session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            # No proxy from the environment: a proxy would resolve and connect in our place, past the
+            # address check; a CA bundle named there is still used for TLS
+            session.trust_env = False
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             adapter = _Adapter(pool_connections=4, pool_maxsize=4, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             self._local.session = session
         return session
 
-    def _search(
-        self, base: str, query: str, token: str | None, deadline: float, cutoff: Cutoff | None = None
-    ) -> Result:
+    def _search(self, base: str, query: str, token: str | None, permit: Permit, cutoff: Cutoff | None = None) -> Result:
         label = _label(query)
-        _current.cutoff = cutoff
+        cutoff = cutoff or Cutoff()
+        _current.cutoff, _current.permit = cutoff, permit
+        detail = ""
         try:
-            return self._read_all(base, query, token, deadline)
+            return self._read_all(base, query, token, permit, cutoff)
         except SearchError as e:
+            reason = f"{ANSWERED}: {e}"
+        except _NotAskedError as e:
             reason = str(e)
-        except requests.Timeout:
-            reason = "timed out"
-        except requests.ConnectionError:
-            reason = "could not connect to the FHIR server"
         except requests.RequestException as e:  # its message holds the URL: keep the type only
-            reason = f"the request failed ({type(e).__name__})"
+            detail = f" ({type(e).__name__})"
+            reason = f"{ANSWERED}: the answer was cut off" if cutoff.answered else UNREACHABLE
+        except (ValueError, UnicodeError, urllib3.exceptions.HTTPError):
+            # requests parses a redirect's Location with urlparse even when not following it: a
+            # malformed one (bad port…) raises here instead of as a requests exception
+            reason = f"{ANSWERED}: the answer is malformed"
         finally:
-            _current.cutoff = None
-            if cutoff is not None:
-                cutoff.release()
-        if cutoff is not None and cutoff.tripped:
-            reason = self._spent()  # whatever the cut reads raised, the budget is why
-        log.warning("FHIR fallback: %s: %s", label, reason)
+            _current.cutoff = _current.permit = None
+            cutoff.release()
+        if cutoff.tripped:
+            reason = self._cut_short(cutoff)  # whatever the cut reads raised, the budget is why
+        log.warning("FHIR fallback: %s: %s%s", label, reason, detail)
         return FetchFailure(f"{label}: {reason}")
 
-    def _read_all(self, base: str, query: str, token: str | None, deadline: float) -> list[dict[str, Any]]:
-        home = _origin(base)
+    def _read_all(
+        self, base: str, query: str, token: str | None, permit: Permit, cutoff: Cutoff
+    ) -> list[dict[str, Any]]:
         absolute = _absolute(query)
         url = query if absolute else f"{base}/{query}"
-        if absolute and _origin(url) != home:
-            raise SearchError("the prefetched Bundle's next link is not on fhirServer; not followed")
+        if absolute and not _same_origin(url, permit):
+            raise _NotAskedError("the prefetched Bundle's next link is not on fhirServer; not followed")
         read_type = None if absolute or "?" in query else query.split("/")[0]
         resources: list[dict[str, Any]] = []
         budget_bytes = self.limits.max_bytes
         for _ in range(self.limits.max_pages):
-            doc, size = self._get(url, token, deadline, home, budget_bytes)
+            doc, size = self._get(url, token, permit, cutoff, budget_bytes)
             budget_bytes -= size
             if read_type:
                 if doc.get("resourceType") != read_type:
@@ -359,19 +422,18 @@ class FhirClient:
             more = next_link(doc)
             if more is None:
                 return resources
-            url = urljoin(url, more)
-            if _origin(url) != home:
-                raise SearchError("its next link leads to another host; not followed")
+            url = _join(url, more)
+            if not _same_origin(url, permit):
+                raise SearchError("its next link leads to another origin; not followed")
         raise SearchError(f"it has more than {self.limits.max_pages} pages; not read in full")
 
-    def _get(
-        self, url: str, token: str | None, deadline: float, home: tuple[str, str, int | None], cap: int
-    ) -> tuple[dict[str, Any], int]:
+    def _get(self, url: str, token: str | None, permit: Permit, cutoff: Cutoff, cap: int) -> tuple[dict[str, Any], int]:
         """One JSON object from ``url``, following same-origin redirects; its size in bytes."""
         for _ in range(self.limits.max_redirects + 1):
-            remaining = deadline - time.monotonic()
+            remaining = permit.deadline - time.monotonic()
             if remaining <= 0:
-                raise SearchError(self._spent())
+                raise _NotAskedError(self._cut_short(cutoff))
+            cutoff.contacted, cutoff.answered = True, False
             try:
                 with self._session().get(
                     url,
@@ -381,16 +443,17 @@ class FhirClient:
                     allow_redirects=False,
                     stream=True,
                 ) as response:
+                    cutoff.answered = True
                     status = response.status_code
                     if status in _REDIRECTS:
-                        url = urljoin(url, response.headers.get("Location", ""))
-                        if _origin(url) != home:
-                            raise SearchError(f"HTTP {status} redirect to another host; not followed")
+                        url = _join(url, response.headers.get("Location", ""))
+                        if not _same_origin(url, permit):
+                            raise SearchError(f"HTTP {status} redirect to another origin; not followed")
                         continue
                     if status != 200:
                         refused = " (the access token was refused)" if status in (401, 403) else ""
                         raise SearchError(f"HTTP {status}{refused}")
-                    body = self._read_capped(response, cap, deadline)
+                    body = self._read_capped(response, cap, permit.deadline, cutoff)
             finally:
                 _release_current()  # this answer is read: its socket need not be watched (nor kept open)
             try:
@@ -402,7 +465,7 @@ class FhirClient:
             return doc, len(body)
         raise SearchError(f"more than {self.limits.max_redirects} redirects")
 
-    def _read_capped(self, response: requests.Response, cap: int, deadline: float) -> bytes:
+    def _read_capped(self, response: requests.Response, cap: int, deadline: float, cutoff: Cutoff) -> bytes:
         too_big = SearchError(f"the answer is larger than {self.limits.max_bytes} bytes; not read")
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
@@ -414,16 +477,25 @@ class FhirClient:
             if size > cap:
                 raise too_big
             if time.monotonic() > deadline:  # a server trickling bytes defeats the read timeout
-                raise SearchError(self._spent())
+                raise _NotAskedError(self._cut_short(cutoff))
             chunks.append(chunk)
         return b"".join(chunks)
 
 
 def init_app(app: Flask) -> None:
     allowlist = list(app.config["FHIR_ALLOWLIST"])
-    client = FhirClient(allowlist, Limits(budget=float(app.config["FHIR_TIMEOUT"])))
+    auth = app.extensions["vcf_cds_auth"]  # service/auth.py attaches first
+    loopback_dev = auth.mode == "on" and not auth.issuers  # only loopback callers get this far then
+    client = FhirClient(
+        allowlist,
+        Limits(budget=float(app.config["FHIR_TIMEOUT"])),
+        loopback_dev=loopback_dev,
+        caller_servers=caller_fhir_servers,
+    )
     app.extensions["vcf_cds_fetch"] = client
-    if not allowlist:
-        log.info("VCF_CDS_FHIR_ALLOWLIST is empty: any https fhirServer (and http on loopback) is accepted")
+    if auth.mode == "off" and not allowlist:
+        log.warning("VCF_CDS_AUTH=off and VCF_CDS_FHIR_ALLOWLIST is empty: no fhirServer will be contacted")
+    elif loopback_dev:
+        log.info("FHIR fallback: fhirServer on loopback, or under VCF_CDS_FHIR_ALLOWLIST (development mode)")
     # urllib3 logs request lines at DEBUG, query strings (patient ids) included
     logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)

@@ -2,7 +2,8 @@
 
 This is the only I/O of authentication. URLs come from the trusted-issuer file only (a token's
 ``jku`` is fetched only when that issuer allowlists it), so a caller cannot make the service fetch
-an address of its choosing. A fetch has a timeout, a size cap and follows no redirect.
+an address of its choosing. A fetch has a timeout, a size cap and follows no redirect, and its URL
+must be one every parser reads alike (service/origins.py), so the host checked is the host asked.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from urllib.parse import urlsplit
 
 import orjson
 import requests
+
+from .origins import UrlRefusedError, check_url
 
 log = logging.getLogger("vcf_cds.auth")
 
@@ -34,6 +37,10 @@ class JwksError(Exception):
 
 def fetch_jwks(url: str, *, timeout: tuple[float, float] = FETCH_TIMEOUT, max_bytes: int = MAX_JWKS_BYTES) -> JwkList:
     """GET ``url`` and return its ``keys`` (JSON objects only); ``JwksError`` on any failure."""
+    try:
+        check_url(url)
+    except UrlRefusedError as e:
+        raise JwksError(f"not a usable URL ({e})") from None
     try:
         with requests.get(
             url, timeout=timeout, stream=True, allow_redirects=False, headers={"Accept": "application/json"}

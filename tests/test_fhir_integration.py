@@ -213,7 +213,7 @@ def test_pages_of_a_real_server_are_followed(engine: Any, fhir_server: str, load
     query = engine.service("vcf-patient-view").prefetch["observations"].replace("{{context.patientId}}", patient_id)
     first_page = fhir(fhir_server, "GET", f"Observation?patient={patient_id}")
     assert any(link["relation"] == "next" for link in first_page["link"])  # the server does page them
-    client = FhirClient(limits=Limits(budget=10))
+    client = FhirClient([fhir_server], limits=Limits(budget=10))
     try:
         result = client(hook(patient_id, fhir_server), {"observations": query})["observations"]
     finally:
@@ -236,7 +236,7 @@ def test_real_synthea_record_is_read_from_the_server(
         and any((c.get("system"), c.get("code")) in wanted for c in e["resource"]["code"].get("coding", []))
     ]
     template = engine.service("vcf-patient-view").prefetch["observations"]
-    fhir_client = FhirClient(limits=Limits(budget=10))
+    fhir_client = FhirClient([fhir_server], limits=Limits(budget=10))
     try:
         query = template.replace("{{context.patientId}}", loaded["lonnie"])
         got = fhir_client(hook(loaded["lonnie"], fhir_server), {"observations": query})["observations"]
@@ -251,5 +251,6 @@ def test_wrong_token_is_412_naming_the_data(client: FlaskClient, fhir_server: st
     response = client.post("/cds-services/vcf-patient-view", json=body)
     assert response.status_code == 412
     text = response.get_json()["issue"][0]["diagnostics"]
-    assert "Condition search: HTTP 401" in text and "Patient read: HTTP 401" in text
+    refused = "the FHIR server answered with an error: HTTP 401"
+    assert f"Condition search: {refused}" in text and f"Patient read: {refused}" in text
     assert "not-the-token" not in response.get_data(as_text=True)

@@ -7,23 +7,26 @@ Through the app where the answer to the EHR is the point (200 card, 412 naming t
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import requests
 import responses
+from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
 from service.errors import PrefetchUnavailableError
-from service.fhirclient import FhirClient, Limits, server_allowed
+from service.fhirclient import FhirClient, Limits, server_permit
 from service.gather import FetchFailure
 
 from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
-from conftest import NOW
+from conftest import NOW, make_app
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "at-5ecret-Token-value"
@@ -37,6 +40,8 @@ TYPES = {
     "allergies": "AllergyIntolerance",
 }
 VCF = condition("c1", ICD10CM, "M80.08XA")
+UNREACHABLE = "the FHIR server could not be reached"
+ERROR = "the FHIR server answered with an error"
 
 
 def searchset(*resources: dict[str, Any], more: str | None = None) -> dict[str, Any]:
@@ -74,12 +79,21 @@ def diagnostics(response: Any) -> str:
 
 
 @pytest.fixture
+def app(engine: Any, tmp_path: Path, sqlite_template: Path) -> Iterator[Flask]:
+    """The development-mode app (no trusted issuers) with BASE in VCF_CDS_FHIR_ALLOWLIST."""
+    shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
+    app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}", FHIR_ALLOWLIST=[BASE])
+    yield app
+    app.extensions["vcf_cds_db"].engine.dispose()
+
+
+@pytest.fixture
 def direct() -> Iterator[Any]:
     """``run(queries, **limits)`` on a FhirClient of its own, closed (threads joined) afterwards."""
     made: list[FhirClient] = []
 
     def run(queries: dict[str, str], **limits: Any) -> dict[str, Any]:
-        made.append(FhirClient(limits=Limits(**limits)))
+        made.append(FhirClient([BASE], limits=Limits(**limits)))
         return made[-1](hook_call(), queries)
 
     yield run
@@ -143,7 +157,7 @@ def test_outcome_entries_of_a_searchset_are_not_record_data(
 def test_next_link_to_another_host_is_not_followed(client: FlaskClient, fhir_mock: responses.RequestsMock) -> None:
     serve(fhir_mock, "conditions", searchset(more="https://elsewhere.example.net/fhir/Condition?page=2"))
     text = diagnostics(call(client, hook_call("conditions")))
-    assert "'conditions'" in text and "another host" in text
+    assert "'conditions'" in text and "answered with an error: its next link leads to another origin" in text
     assert len(fhir_mock.calls) == 1
 
 
@@ -175,17 +189,19 @@ def test_partial_failure_of_optional_data_leaves_criteria_unknown(
 @pytest.mark.parametrize(
     ("key", "answer", "status", "says"),
     [
-        ("conditions", {"resourceType": "OperationOutcome"}, 401, "Condition search: HTTP 401 (the access token"),
-        ("conditions", {"resourceType": "OperationOutcome"}, 403, "Condition search: HTTP 403"),
-        ("patient", b"Service Unavailable", 503, "Patient read: HTTP 503"),
-        ("conditions", requests.exceptions.ConnectTimeout("x"), 200, "Condition search: timed out"),
-        ("conditions", requests.exceptions.ConnectionError("x"), 200, "Condition search: could not connect"),
-        ("conditions", requests.exceptions.InvalidHeader("x"), 200, "Condition search: the request failed"),
-        ("conditions", b"\x00garbage", 200, "Condition search: the answer is not JSON"),
-        ("conditions", [1, 2], 200, "Condition search: the answer is not a FHIR resource"),
+        ("conditions", {"resourceType": "OperationOutcome"}, 401, f"Condition search: {ERROR}: HTTP 401 (the access"),
+        ("conditions", {"resourceType": "OperationOutcome"}, 403, f"Condition search: {ERROR}: HTTP 403"),
+        ("patient", b"Service Unavailable", 503, f"Patient read: {ERROR}: HTTP 503"),
+        # no answer, whatever the reason: one text (a refused port and a silent one read the same)
+        ("conditions", requests.exceptions.ConnectTimeout("x"), 200, f"Condition search: {UNREACHABLE}"),
+        ("conditions", requests.exceptions.ReadTimeout("x"), 200, f"Condition search: {UNREACHABLE}"),
+        ("conditions", requests.exceptions.ConnectionError("x"), 200, f"Condition search: {UNREACHABLE}"),
+        ("conditions", requests.exceptions.InvalidHeader("x"), 200, f"Condition search: {UNREACHABLE}"),
+        ("conditions", b"\x00garbage", 200, f"Condition search: {ERROR}: the answer is not JSON"),
+        ("conditions", [1, 2], 200, f"Condition search: {ERROR}: the answer is not a FHIR resource"),
         ("conditions", {"resourceType": "Bundle", "type": "collection"}, 200, "not a FHIR searchset Bundle"),
         ("conditions", {"resourceType": "Bundle", "type": "searchset", "entry": {}}, 200, "entry is not a list"),
-        ("patient", searchset(patient()), 200, "Patient read: the answer is not a Patient resource"),
+        ("patient", searchset(patient()), 200, f"Patient read: {ERROR}: the answer is not a Patient resource"),
     ],
 )
 def test_required_data_that_fails_is_412_saying_which_and_why(
@@ -203,7 +219,7 @@ def test_cross_host_redirect_is_refused_and_same_host_followed(
     client: FlaskClient, fhir_mock: responses.RequestsMock
 ) -> None:
     fhir_mock.add("GET", f"{BASE}/Condition", status=302, headers={"Location": "https://evil.example.net/steal"})
-    assert "redirect to another host" in diagnostics(call(client, hook_call("conditions")))
+    assert "redirect to another origin" in diagnostics(call(client, hook_call("conditions")))
     assert len(fhir_mock.calls) == 1  # evil.example.net was never asked (and got no token)
 
     fhir_mock.replace("GET", f"{BASE}/Condition", status=307, headers={"Location": "/fhir/moved/Condition?p=1"})
@@ -219,20 +235,28 @@ def test_redirect_loop_is_bounded(client: FlaskClient, fhir_mock: responses.Requ
 
 @pytest.mark.parametrize(
     "server",
-    ["http://10.1.2.3/fhir", "http://ehr.example.org/fhir", "https://user:pw@ehr.example.org/fhir"],
+    [
+        "http://10.1.2.3/fhir",
+        "http://ehr.example.org/fhir",
+        "https://user:pw@ehr.example.org/fhir",
+        "https://other.example.org/fhir",  # https anywhere was the old default: no longer
+        "http://169.254.169.254/latest/meta-data",
+        "https://ehr.example.org.evil.net/fhir",
+        "https://ehr.example.org/fhir/../admin",
+    ],
 )
-def test_server_outside_the_default_policy_is_refused_without_a_connection(
+def test_server_outside_the_policy_is_refused_without_a_connection(
     client: FlaskClient, fhir_mock: responses.RequestsMock, server: str
 ) -> None:
     text = diagnostics(call(client, hook_call("conditions", server=server)))
-    assert "not allowed" in text and "not contacted" in text
+    assert "fhirServer is not permitted for this EHR; it was not contacted" in text
     assert len(fhir_mock.calls) == 0
 
 
 def test_configured_allowlist_is_enforced(engine: Any, fhir_mock: responses.RequestsMock) -> None:
     app = create_app({"TESTING": True, "ENGINE": engine, "FHIR_ALLOWLIST": ["https://fhir.hospital.example/r4/"]})
     client = app.test_client()
-    assert "not allowed" in diagnostics(call(client, hook_call("conditions")))
+    assert "not permitted" in diagnostics(call(client, hook_call("conditions")))
     assert len(fhir_mock.calls) == 0
     fhir_mock.add("GET", "https://fhir.hospital.example/r4/Condition", json=searchset(VCF))
     body = hook_call("conditions", server="https://fhir.hospital.example/r4")
@@ -323,7 +347,8 @@ def test_time_budget_is_shared_and_enforced(direct: Any, fhir_mock: responses.Re
     result = direct({"conditions": "Condition?patient=p1", "patient": "Patient/p1"}, budget=0.2)
     assert not answered.is_set()  # the answer did not wait for the stuck search (no timing involved)
     release.set()
-    assert "time budget" in result["conditions"].reason and "0.2 s" in result["conditions"].reason
+    # a server silent past the budget reads as one that cannot be reached (not as "open but slow")
+    assert result["conditions"].reason == f"Condition search: {UNREACHABLE}"
     assert result["patient"] == [patient()]
 
 
@@ -334,33 +359,45 @@ def test_search_started_after_the_deadline_is_not_sent(direct: Any, fhir_mock: r
 
 
 @pytest.mark.parametrize(
-    ("url", "allowlist", "allowed"),
+    ("url", "allowlist", "loopback_dev", "permit"),
     [
-        ("https://ehr.example.org/fhir", [], True),
-        ("http://127.0.0.1:8080/fhir", [], True),
-        ("http://localhost/fhir", [], True),
-        ("http://[::1]:8080/fhir", [], True),
-        ("http://127.9.9.9/fhir", [], True),
-        ("http://ehr.example.org/fhir", [], False),
-        ("http://192.168.1.5/fhir", [], False),
-        ("ftp://ehr.example.org/fhir", [], False),
-        ("https://u:p@ehr.example.org/fhir", [], False),
-        ("https://ehr.example.org/fhir?x=1", [], False),
-        ("https://ehr.example.org:99999/fhir", [], False),
-        ("https:///fhir", [], False),
-        ("https://ehr.example.org/fhir", ["https://ehr.example.org/fhir"], True),
-        ("https://ehr.example.org/fhir/", ["https://ehr.example.org/fhir"], True),
-        ("https://EHR.example.org/fhir/r4", ["https://ehr.example.org/fhir/"], True),
-        ("https://ehr.example.org/fhirx", ["https://ehr.example.org/fhir"], False),
-        ("https://ehr.example.org.evil.net/fhir", ["https://ehr.example.org"], False),
-        ("https://ehr.example.org@evil.net/fhir", ["https://ehr.example.org"], False),
-        ("http://ehr.example.org/fhir", ["https://ehr.example.org/"], False),
-        ("http://10.0.0.7:8080/fhir", ["http://10.0.0.7:8080/"], True),
-        ("http://127.0.0.1/fhir", ["https://ehr.example.org/"], False),
+        # the loopback development mode: loopback hosts, checked again after resolution
+        ("http://127.0.0.1:8080/fhir", [], True, "loopback"),
+        ("https://localhost/fhir", [], True, "loopback"),
+        ("http://[::1]:8080/fhir", [], True, "loopback"),
+        ("http://127.9.9.9/fhir", [], True, "loopback"),
+        ("http://[::ffff:127.0.0.1]/fhir", [], True, "loopback"),
+        ("https://ehr.example.org/fhir", [], True, None),
+        ("http://192.168.1.5/fhir", [], True, None),
+        ("http://127.0.0.1/fhir", [], False, None),  # VCF_CDS_AUTH=off or issuers: lists only
+        ("http://127.1/fhir", [], True, None),  # shorthand IPv4: parsers and resolvers differ
+        ("http://localhost./fhir", [], True, None),
+        ("http://127.0.0.1:1\\@127.0.0.1:2/fhir", [], True, None),
+        ("ftp://ehr.example.org/fhir", [], True, None),
+        # explicit prefixes: any address, at a path boundary, read as urllib3 connects
+        ("https://ehr.example.org/fhir", ["https://ehr.example.org/fhir"], False, "explicit"),
+        ("https://ehr.example.org/fhir/", ["https://ehr.example.org/fhir"], False, "explicit"),
+        ("https://EHR.example.org/fhir/r4", ["https://ehr.example.org/fhir/"], False, "explicit"),
+        ("https://ehr.example.org:443/fhir", ["https://ehr.example.org/fhir/"], False, "explicit"),
+        ("http://10.0.0.7:8080/fhir", ["http://10.0.0.7:8080/"], False, "explicit"),
+        ("https://ehr.example.org/fhirx", ["https://ehr.example.org/fhir"], False, None),
+        ("https://ehr.example.org/fhir/../admin", ["https://ehr.example.org/fhir"], False, None),
+        ("https://ehr.example.org/fhir/%2e%2e/admin", ["https://ehr.example.org/fhir"], False, None),
+        ("https://ehr.example.org.evil.net/fhir", ["https://ehr.example.org"], False, None),
+        ("https://ehr.example.org@evil.net/fhir", ["https://ehr.example.org"], False, None),
+        ("https://ehr.example.org\\@evil.net/fhir", ["https://ehr.example.org"], False, None),
+        ("https://ehr.example.org:8443/fhir", ["https://ehr.example.org/"], False, None),
+        ("https://u:p@ehr.example.org/fhir", ["https://ehr.example.org/"], False, None),
+        ("https://ehr.example.org/fhir?x=1", ["https://ehr.example.org/"], False, None),
+        ("https://ehr.example.org:99999/fhir", ["https://ehr.example.org/"], False, None),
+        ("http://ehr.example.org/fhir", ["https://ehr.example.org/"], False, None),
+        ("http://127.0.0.1/fhir", ["https://ehr.example.org/"], True, "loopback"),
+        ("https:///fhir", [], True, None),
     ],
 )
-def test_server_allowed(url: str, allowlist: list[str], allowed: bool) -> None:
-    assert server_allowed(url, allowlist) is allowed
+def test_server_permit(url: str, allowlist: list[str], loopback_dev: bool, permit: str | None) -> None:
+    found = server_permit(url, allowlist, loopback_dev=loopback_dev)
+    assert (None if found is None else "explicit" if found.explicit else "loopback") == permit
 
 
 def test_without_fhir_authorization_no_token_is_sent(client: FlaskClient, fhir_mock: responses.RequestsMock) -> None:
@@ -373,7 +410,7 @@ def test_without_fhir_authorization_no_token_is_sent(client: FlaskClient, fhir_m
 
 def test_next_link_with_a_malformed_port_is_not_followed(direct: Any, fhir_mock: responses.RequestsMock) -> None:
     serve(fhir_mock, "conditions", searchset(more="https://ehr.example.org:99999/fhir/Condition?page=2"))
-    assert "another host" in direct({"conditions": "Condition?patient=p1"})["conditions"].reason
+    assert "another origin" in direct({"conditions": "Condition?patient=p1"})["conditions"].reason
 
 
 def test_a_key_the_fetcher_does_not_answer_is_unavailable(engine: Any) -> None:
@@ -383,7 +420,7 @@ def test_a_key_the_fetcher_does_not_answer_is_unavailable(engine: Any) -> None:
 
 
 def test_cookies_are_not_kept_between_calls(fhir_mock: responses.RequestsMock) -> None:
-    fetch = FhirClient(workers=1)  # one thread, one Session: a kept cookie would be sent again
+    fetch = FhirClient([BASE], workers=1)  # one thread, one Session: a kept cookie would be sent again
     try:
         serve(fhir_mock, "conditions", searchset(VCF), headers={"Set-Cookie": "SESSION=user-a; Path=/"})
         fetch(hook_call(), {"conditions": "Condition?patient=p1"})
@@ -406,7 +443,7 @@ def test_token_that_cannot_be_a_header_is_not_sent(
 
 def test_the_token_does_not_outlive_gather(engine: Any, fhir_mock: responses.RequestsMock) -> None:
     serve(fhir_mock, "conditions", searchset(VCF))
-    fetch = FhirClient()
+    fetch = FhirClient([BASE])
     try:
         result = engine.evaluate(
             "vcf-patient-view", hook_call("conditions"), now=NOW, new_uuid=lambda: "u", fetch=fetch
