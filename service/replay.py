@@ -57,7 +57,9 @@ def wrap_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("the Bundle holds no Patient")
     patient = patients[0]["resource"]
     # the Patient's entry keeps its fullUrl: the record's references to "urn:uuid:…" resolve against it
-    prefetch: dict[str, Any] = {"patient": {"resourceType": "Bundle", "type": "collection", "entry": [_entry(patients[0])]}}
+    prefetch: dict[str, Any] = {
+        "patient": {"resourceType": "Bundle", "type": "collection", "entry": [_entry(patients[0])]}
+    }
     for key in dict.fromkeys(PREFETCH_KEYS.values()):
         prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
     for r in resources:

@@ -80,9 +80,12 @@ def patient_references(request: Mapping[str, Any]) -> PatientReferences:
         entries = prefetched.get("entry")
         for entry in entries if isinstance(entries, list) else []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and resource.get("resourceType") == "Patient":
-                if resource.get("id") == patient_id:
-                    full_urls.append(entry.get("fullUrl"))
+            if (
+                isinstance(resource, dict)
+                and resource.get("resourceType") == "Patient"
+                and resource.get("id") == patient_id
+            ):
+                full_urls.append(entry.get("fullUrl"))
     return PatientReferences.of(patient_id, request.get("fhirServer"), tuple(full_urls))
 
 
