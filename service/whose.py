@@ -17,8 +17,6 @@ from typing import Any
 
 from .redact import FHIR_ID
 
-# the field that names the patient, where it is not ``subject``
-_PATIENT_FIELD = {"AllergyIntolerance": "patient"}
 _HISTORY = "/_history/"
 
 
@@ -62,9 +60,12 @@ class PatientReferences:
 
     def owns(self, resource: Mapping[str, Any]) -> bool:
         """Whether a resource is this patient's: its patient field references the patient."""
-        kind = resource.get("resourceType")
-        holder = resource.get(_PATIENT_FIELD.get(kind, "subject") if isinstance(kind, str) else "subject")
-        return isinstance(holder, dict) and self.name(holder.get("reference"))
+        # once per resource read: the usual case costs two lookups and one comparison
+        holder = resource.get("patient" if resource.get("resourceType") == "AllergyIntolerance" else "subject")
+        if not isinstance(holder, dict):
+            return False
+        reference = holder.get("reference")
+        return (reference == self.relative and reference is not None) or self.name(reference)
 
 
 def patient_references(request: Mapping[str, Any]) -> PatientReferences:
