@@ -128,7 +128,14 @@ def gather(request: Mapping[str, Any], service: ServiceDefinition, fetch: Fetche
     if len(patients) != 1:
         raise BadRequestError("prefetch.patient must be exactly one Patient resource.", expression=["prefetch.patient"])
     patient = patients[0]
-    if isinstance(patient.get("id"), str) and patient["id"] != context["patientId"]:
+    # Only resources that reference context.patientId are used (service/whose.py): a Patient that is
+    # not that patient would put another patient's facts, or none, beside this patient's record
+    if not isinstance(patient.get("id"), str) or not patient["id"]:
+        raise BadRequestError(
+            "The Patient of the record (prefetched or fetched) has no id; it must be context.patientId.",
+            expression=["prefetch.patient"],
+        )
+    if patient["id"] != context["patientId"]:
         raise BadRequestError(
             "The Patient of the record (prefetched or fetched) is not the patient of context.patientId.",
             expression=["prefetch.patient"],

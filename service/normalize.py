@@ -22,6 +22,7 @@ from .redact import safe_ref
 from .terminology import ICD10_CM, Terminology
 from .validation import load_models as _load_models
 from .validation import validate
+from .whose import PatientReferences
 
 VCF_KINDS = {
     "vcf-osteoporotic": "osteoporotic",
@@ -74,23 +75,33 @@ def normalize(
     terminology: Terminology,
     now: datetime,
     unavailable: Iterable[str] = (),
+    whose: PatientReferences | None = None,
 ) -> Facts:
     """Derive the facts of one patient.
 
     ``resources`` may hold anything (the parts of the record the EHR sent); entries that are not
-    FHIR resources, or belong to another patient, are skipped. Raises ``InvalidResourceError`` when
-    the Patient, or a Condition the decision reads, is not valid FHIR R4.
+    FHIR resources are skipped, and those that are not the patient's (``whose``: by default only
+    ``Patient/{the Patient's id}`` names the patient) are skipped and counted in ``Facts.ignored``.
+    Raises ``InvalidResourceError`` when the Patient, or a Condition the decision reads, is not valid
+    FHIR R4.
     """
     validate(patient, "the Patient (prefetched or fetched)")
-    patient_id = patient.get("id")
-    reader = _Reader(terminology, now, patient_id if isinstance(patient_id, str) else None)
+    whose = whose or PatientReferences.of(patient.get("id"))
+    reader = _Reader(terminology, now)
+    foreign = 0
     for position, resource in enumerate(resources):
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None  # JSON lists are unhashable
-        if handler:  # each handler asks ``belongs`` once the resource matters: most do not
+        if handler:
+            if not whose.owns(resource):  # before anything else reads it: no field of it may count
+                foreign += 1
+                continue
             reader.position = position
             handler(reader, resource)
     reader.settle()
+    ignored = [message for _, message in sorted(reader.ignored)]  # in record order
+    if foreign:
+        ignored.append(_not_the_patients(foreign))
     birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or UTC)
     return Facts(
         now=now,
@@ -101,8 +112,13 @@ def normalize(
         findings={k: tuple(sorted(v, key=_finding_order)) for k, v in reader.findings.items()},
         hospital_encounters=tuple(reader.encounters),
         unavailable=frozenset(unavailable),
-        ignored=tuple(message for _, message in sorted(reader.ignored)),  # in record order
+        ignored=tuple(ignored),
     )
+
+
+def _not_the_patients(count: int) -> str:
+    what = "1 resource that is" if count == 1 else f"{count} resources that are"
+    return f"{what} not this patient's (their subject does not reference this patient): not used."
 
 
 def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
@@ -150,12 +166,10 @@ class _Candidate(NamedTuple):
 class _Reader:
     """Accumulates facts resource by resource; ``settle`` then picks the readings and findings."""
 
-    def __init__(self, terminology: Terminology, now: datetime, patient_id: str | None):
+    def __init__(self, terminology: Terminology, now: datetime):
         self.t = terminology
         self.now = now
         self.tz = now.tzinfo or UTC
-        self.patient_id = patient_id
-        self.own_ref = f"Patient/{patient_id}" if patient_id else None
         self.position = 0  # of the resource being read, in the record
         self.fractures: list[Fracture] = []
         self.documented: dict[str, list[str]] = defaultdict(list)
@@ -165,16 +179,6 @@ class _Reader:
         self.encounters: list[str] = []
         self.ignored: list[tuple[int, str]] = []
         self.validity: dict[int, bool] = {}  # id(resource) -> valid, each validated at most once
-
-    def belongs(self, resource: dict[str, Any]) -> bool:
-        """False for a resource that names another patient (wrong-patient data is dropped)."""
-        subject = resource.get("subject") or resource.get("patient")
-        ref = subject.get("reference") if isinstance(subject, dict) else None
-        if ref == self.own_ref:  # the usual case, decided by one comparison
-            return True
-        if self.patient_id and isinstance(ref, str) and ref.startswith("Patient/"):
-            return ref.removeprefix("Patient/").split("/")[0] == self.patient_id
-        return True
 
     def ref(self, resource: dict[str, Any]) -> str:
         return safe_ref(resource)
@@ -199,7 +203,7 @@ class _Reader:
     # -- Condition ---------------------------------------------------------------------------
     def condition(self, c: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(c.get("code")) & CONDITION_CONCEPTS
-        if not concepts or not self.belongs(c):
+        if not concepts:
             return
         validate(c, self.ref(c))  # conditions decide whether there is a card at all: no skipping
         if not self._active(c):
@@ -255,7 +259,7 @@ class _Reader:
         concepts = self.t.concepts_of(o.get("code"))
         if concepts:  # most of a record's observations (vitals, panels) have none: no set to build
             concepts &= OBSERVATION_CONCEPTS
-        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES) or not self.belongs(o):
+        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES):
             return
         when = self._effective(o)
         if when is None:
@@ -338,7 +342,7 @@ class _Reader:
 
     # -- orders, allergies, encounters --------------------------------------------------------
     def medication(self, m: dict[str, Any]) -> None:
-        if m.get("status") != "active" or not self.belongs(m):
+        if m.get("status") != "active":
             return
         concept = m.get("medicationCodeableConcept")
         texts = _texts(concept)
@@ -364,7 +368,7 @@ class _Reader:
         return None
 
     def allergy(self, a: dict[str, Any]) -> None:
-        if not self.belongs(a) or _codes(a.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
+        if _codes(a.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
             return
         clinical = _codes(a.get("clinicalStatus"))
         if clinical and "active" not in clinical:
@@ -379,7 +383,7 @@ class _Reader:
                 self.documented[c].append(self.ref(a))
 
     def encounter(self, e: dict[str, Any]) -> None:
-        if e.get("status") != "in-progress" or not self.belongs(e):
+        if e.get("status") != "in-progress":
             return
         klass = e.get("class")
         klass = klass if isinstance(klass, dict) and "coding" in klass else {"coding": [klass]}

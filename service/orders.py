@@ -11,6 +11,7 @@ from .gather import bundle_resources
 from .redact import safe_ref
 from .terminology import Terminology
 from .validation import validate
+from .whose import PatientReferences
 
 AUGMENTATION = "vertebral-augmentation-procedure"
 ORDER_TYPES = ("ServiceRequest", "Procedure")
@@ -29,10 +30,14 @@ class DraftOrder:
         return any(isinstance(c, dict) and c.get("code") in VERTEBROPLASTY_CPT for c in codings)
 
 
-def augmentation_orders(context: Mapping[str, Any], hook: str, terminology: Terminology) -> list[DraftOrder]:
+def augmentation_orders(
+    context: Mapping[str, Any], hook: str, terminology: Terminology, whose: PatientReferences
+) -> list[DraftOrder]:
     """The draft augmentation orders the hook is about.
 
     order-sign: every draft order. order-select: only the newly selected ones (``selections``).
+    A draft whose subject does not reference the context patient is not this patient's order: it is
+    not checked against this patient's record (no card, if it is the only one).
     Raises ``BadRequestError`` when draftOrders is not a Bundle or a matching order is invalid FHIR.
     """
     draft = context.get("draftOrders")
@@ -45,7 +50,7 @@ def augmentation_orders(context: Mapping[str, Any], hook: str, terminology: Term
             continue
         rid = resource.get("id")
         ref = f"{resource['resourceType']}/{rid}" if isinstance(rid, str) else ""
-        if selected is not None and ref not in selected:
+        if (selected is not None and ref not in selected) or not whose.owns(resource):
             continue
         if AUGMENTATION in terminology.concepts_of(resource.get("code")):
             validate(resource, safe_ref(resource) if ref else "a draft order")

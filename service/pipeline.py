@@ -23,6 +23,7 @@ from .render import CardContext, cards_for
 from .render_orders import order_check_card
 from .schemas import load_request
 from .terminology import Terminology, load_terminology
+from .whose import patient_references
 
 
 @dataclass
@@ -68,16 +69,22 @@ class Engine:
         service = self.service(service_id)
         request = load_request(body, service.hook)
         context: Mapping[str, Any] = request["context"]
+        whose = patient_references(request)
         orders: list[DraftOrder] = []
         if service.hook != "patient-view":
-            orders = augmentation_orders(context, service.hook, self.terminology)
+            orders = augmentation_orders(context, service.hook, self.terminology, whose)
             if not orders:  # an order for anything else: nothing to say, nothing to fetch
                 return HookResult(service, request, None, [], [])
         record = gather(request, service, fetch)
         # The FHIR token served gather only; nothing downstream (results, audit, logs) may hold it
         request.pop("fhirAuthorization", None)
         facts = normalize(
-            record.patient, record.resources, terminology=self.terminology, now=now, unavailable=record.unavailable
+            record.patient,
+            record.resources,
+            terminology=self.terminology,
+            now=now,
+            unavailable=record.unavailable,
+            whose=whose,
         )
         assessment = decide(facts)
         if assessment is not None:

@@ -185,7 +185,7 @@ def _detail(a: Assessment, ctx: CardContext) -> str:
     if a.recommendation == "augmentation":
         parts.append(EVIDENCE_CAVEAT)
     if ctx.ignored:
-        parts.append("**Ignored invalid data:** " + "; ".join(md(i) for i in ctx.ignored))
+        parts.append("**Ignored data:** " + "; ".join(md(i) for i in ctx.ignored))
     parts.append("_Decision support for the clinician, not a decision. Rules " + md(a.rules_version) + "._")
     return "\n\n".join(parts)
 

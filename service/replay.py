@@ -50,14 +50,16 @@ def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 def wrap_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
     """A bare Bundle (an EHR export) as a patient-view request with the record prefetched."""
-    resources = [
-        e["resource"] for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-    ]
-    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    resources = [e["resource"] for e in entries]
+    patients = [e for e in entries if e["resource"].get("resourceType") == "Patient"]
     if not patients:
         raise ValueError("the Bundle holds no Patient")
-    patient = patients[0]
-    prefetch: dict[str, Any] = {"patient": patient}
+    patient = patients[0]["resource"]
+    # the Patient's entry keeps its fullUrl: the record's references to "urn:uuid:…" resolve against it
+    prefetch: dict[str, Any] = {
+        "patient": {"resourceType": "Bundle", "type": "collection", "entry": [_entry(patients[0])]}
+    }
     for key in dict.fromkeys(PREFETCH_KEYS.values()):
         prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
     for r in resources:
@@ -70,6 +72,10 @@ def wrap_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
         "context": {"patientId": patient.get("id") or "unknown", "userId": "Practitioner/replay"},
         "prefetch": prefetch,
     }
+
+
+def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in ("fullUrl", "resource") if k in entry}
 
 
 def classify(doc: Any) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:

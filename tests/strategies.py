@@ -115,7 +115,7 @@ def records(max_resources: int = 8) -> st.SearchStrategy[tuple[dict[str, Any], l
 
 
 def irrelevant_resources() -> st.SearchStrategy[dict[str, Any]]:
-    """Resources the decision must not read: other types, unmapped codes, other patients."""
+    """Resources the decision must not read: other types, unmapped codes (other patients': ``foreign``)."""
     other_type = st.builds(
         lambda rt, body: {**body, "resourceType": rt},
         st.sampled_from(["Procedure", "DiagnosticReport", "Immunization", "Practitioner", "Nonexistent", ""]),
@@ -126,11 +126,114 @@ def irrelevant_resources() -> st.SearchStrategy[dict[str, Any]]:
         st.sampled_from([s for s in SEEDS if s["resourceType"] in ("Condition", "Observation")]),
         TEXT,
     )
-    stranger = st.builds(
-        lambda seed: replace_at(seed, ("patient" if "patient" in seed else "subject",), {"reference": "Patient/x9"}),
-        st.sampled_from(SEEDS),
+    return st.one_of(other_type, unmapped)
+
+
+# -- whose data (CLINICAL.md "Whose data") ----------------------------------------------------
+# The request the references below are read against: context patient PATIENT_ID, this fhirServer,
+# and prefetch.patient a Bundle holding the Patient under OWN_FULL_URL
+OWN_SERVER = "https://fhir.example.org/R4/"
+OWN_FULL_URL = "urn:uuid:0c6f1c57-3d2a-4b8e-a4f4-9e51d7c2a610"
+OWN_REFERENCES = [
+    f"Patient/{PATIENT_ID}",
+    f"Patient/{PATIENT_ID}/_history/2",
+    f"https://fhir.example.org/R4/Patient/{PATIENT_ID}",
+    f"HTTPS://FHIR.Example.ORG/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/R4/Patient/{PATIENT_ID}/_history/v-7.1",
+    OWN_FULL_URL,
+]
+FOREIGN_REFERENCES = [
+    # another patient, relative
+    "Patient/x9",
+    f"Patient/{PATIENT_ID}0",
+    f"Patient/{PATIENT_ID.upper()}",
+    f"patient/{PATIENT_ID}",
+    f"Patient/{PATIENT_ID}/",
+    f"Patient/{PATIENT_ID}/_history",
+    f"Patient/{PATIENT_ID}/_history/",
+    f"Patient/{PATIENT_ID}/_history/2/x",
+    f"Patient/{PATIENT_ID}/_history/../../x9",
+    f"Patient/{PATIENT_ID}?_format=json",
+    f"Patient/{PATIENT_ID}#x",
+    f" Patient/{PATIENT_ID}",
+    f"/Patient/{PATIENT_ID}",
+    f"Patient//{PATIENT_ID}",
+    # not a patient, or not a reference
+    f"Group/{PATIENT_ID}",
+    "Group/ward-4b",
+    f"Practitioner/{PATIENT_ID}",
+    f"RelatedPerson/{PATIENT_ID}",
+    PATIENT_ID,
+    f"#{PATIENT_ID}",
+    "",
+    # absolute URLs that are not this patient on this fhirServer
+    "https://fhir.example.org/R4/Patient/x9",
+    f"https://other.example.net/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/r4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/R4/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/R4//Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/R4/x/../Patient/{PATIENT_ID}",
+    f"http://fhir.example.org/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org:8443/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org.evil.example/R4/Patient/{PATIENT_ID}",
+    f"https://user@fhir.example.org/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org\\@evil.example/R4/Patient/{PATIENT_ID}",
+    f"https://evil.example/https://fhir.example.org/R4/Patient/{PATIENT_ID}",
+    f"https://fhir.example.org/R4/Group/{PATIENT_ID}",
+    f"https://fhir.example.org/R4/Patient/{PATIENT_ID}?x=1",
+    # urn:uuid / full URLs other than the Patient's
+    "urn:uuid:5b7a0a3e-9a55-4f1e-8d3c-2f0e6c1d9b42",
+    OWN_FULL_URL + "0",
+    OWN_FULL_URL.removeprefix("urn:uuid:"),
+    "urn:uuid:",
+    "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14",
+]
+_REFERENCE_FIELDS = {"AllergyIntolerance": "patient"}
+
+
+def with_subject(resource: dict[str, Any], subject: Any) -> dict[str, Any]:
+    """``resource`` with its patient field (``subject``; ``patient`` for AllergyIntolerance) set, or deleted."""
+    field = _REFERENCE_FIELDS.get(resource["resourceType"], "subject")
+    return replace_at(resource, (field,), subject) if subject is not None else delete_at(resource, (field,))
+
+
+def foreign_subjects() -> st.SearchStrategy[Any]:
+    """Patient fields that do not reference the context patient, in every shape (None: no field)."""
+    own = st.sampled_from(OWN_REFERENCES)
+    return st.one_of(
+        st.sampled_from(FOREIGN_REFERENCES).map(lambda r: {"reference": r}),
+        st.sampled_from(FOREIGN_REFERENCES).map(lambda r: {"reference": r, "display": PATIENT_ID, "type": "Patient"}),
+        st.just({"identifier": {"system": "urn:oid:1.2.3", "value": PATIENT_ID}}),
+        st.just({"display": f"Patient/{PATIENT_ID}"}),
+        st.just({"type": "Patient"}),
+        st.just({}),
+        st.none(),
+        own,  # a bare string is not a Reference
+        own.map(lambda r: [{"reference": r}]),
+        own.map(lambda r: {"reference": [r]}),
+        st.just({"reference": None}),
+        json_values().filter(lambda v: not (isinstance(v, dict) and v.get("reference") in OWN_REFERENCES)),
     )
-    return st.one_of(other_type, unmapped, stranger)
+
+
+def foreign_resources() -> st.SearchStrategy[dict[str, Any]]:
+    """Seed resources (each would change the decision) made another patient's, or nobody's."""
+    moved = st.builds(with_subject, st.sampled_from(SEEDS), foreign_subjects())
+    # this patient named in the other type's field: Condition.patient, AllergyIntolerance.subject
+    wrong_field = st.builds(
+        lambda seed, ref: with_subject(
+            {**seed, ("subject" if seed["resourceType"] == "AllergyIntolerance" else "patient"): {"reference": ref}},
+            None,
+        ),
+        st.sampled_from(SEEDS),
+        st.sampled_from(OWN_REFERENCES),
+    )
+    return st.one_of(moved, wrong_field)
+
+
+def own_subjects() -> st.SearchStrategy[dict[str, Any]]:
+    return st.sampled_from(OWN_REFERENCES).map(lambda r: {"reference": r})
 
 
 # -- Facts, for the rules alone ---------------------------------------------------------------
@@ -202,4 +305,15 @@ def facts(draw: st.DrawFn) -> Facts:
     )
 
 
-__all__ = ["CANARY", "PATIENT_ID", "broken", "facts", "irrelevant_resources", "json_values", "records"]
+__all__ = [
+    "CANARY",
+    "PATIENT_ID",
+    "broken",
+    "facts",
+    "foreign_resources",
+    "irrelevant_resources",
+    "json_values",
+    "own_subjects",
+    "records",
+    "with_subject",
+]
