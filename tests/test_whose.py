@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from service.pipeline import Engine
 from service.whose import PatientReferences
 
 from builders import ICD10CM, PATIENT_ID, bundle, condition, finding, pain, patient, request, vcf_extension
-from conftest import NOW, examples
+from conftest import NOW, examples, make_app
 from records import SEEDS, VCF, VCF_PERIOD
 from served import http, serving
 from strategies import (
@@ -127,9 +129,19 @@ def test_another_patients_data_is_not_used_and_counted_on_the_card(client: Flask
     assert "other-ehr" not in card["detail"] and "e-other" not in card["detail"]
 
 
+@pytest.fixture
+def fallback_client(engine: Any, tmp_path: Path, sqlite_template: Path) -> Iterator[FlaskClient]:
+    """The development-mode app with FHIR_BASE allowlisted, so that its fallback searches may run."""
+    shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
+    app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}", FHIR_ALLOWLIST=[FHIR_BASE])
+    yield app.test_client()
+    app.extensions["vcf_cds_db"].engine.dispose()
+
+
 def test_fhir_fallback_results_are_held_to_the_same_rule(
-    client: FlaskClient, fhir_mock: responses.RequestsMock
+    fallback_client: FlaskClient, fhir_mock: responses.RequestsMock
 ) -> None:
+    client = fallback_client
     body = request(condition("c1", ICD10CM, "M80.08XA"))
     del body["prefetch"]["observations"]
     body["fhirServer"] = FHIR_BASE
