@@ -3,7 +3,8 @@
 Comparison rules (fixtures/patient-view/README.md): cards in order; ``kind``, ``indicator``,
 ``recommendation``, ``referral``, ``pathway``, ``procedure`` exact (a key left out is not checked);
 ``cautions`` as a set; ``criteria`` a subset of id → status; ``missing_includes`` all in the card's
-``missing``; ``missing_excludes`` none in it.
+``missing``; ``missing_excludes`` none in it; ``detail_includes`` / ``detail_excludes``: texts the
+card's markdown detail must / must not contain.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def mismatches(cards: list[dict[str, Any]], expected: dict[str, Any]) -> list[Mi
             found.append(Mismatch(i, "missing should include", sorted(absent), sorted(missing)))
         if extra := set(exp.get("missing_excludes", [])) & missing:
             found.append(Mismatch(i, "missing should not include", [], sorted(extra)))
+        detail = str(card.get("detail", ""))
+        for text in exp.get("detail_includes", []):
+            if text not in detail:
+                found.append(Mismatch(i, "detail should include", text, detail))
+        for text in exp.get("detail_excludes", []):
+            if text in detail:
+                found.append(Mismatch(i, "detail should not include", text, detail))
     return found
 
 

@@ -10,6 +10,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 Refs = tuple[str, ...]
+# A vertebral level, or a range of levels, as (first, last) indices of VERTEBRAE, inclusive
+Span = tuple[int, int]
+VERTEBRAE = tuple([f"T{n}" for n in range(1, 13)] + [f"L{n}" for n in range(1, 6)])
+
+# Why a resource the decision read was not used (the card's ignored note counts them by reason)
+UNREADABLE = "unreadable"
+IN_FUTURE = "in the future"
+ENTERED_IN_ERROR = "entered in error"
+NOT_THIS_PATIENT = "not this patient's"  # counted only: their contents are another person's
 
 
 def in_future(when: datetime, now: datetime) -> bool:
@@ -17,15 +26,37 @@ def in_future(when: datetime, now: datetime) -> bool:
     return (now - when).total_seconds() / 86400 < -1
 
 
+def whole_days(since: datetime, now: datetime) -> int:
+    """Elapsed whole days (floor) from ``since`` to ``now``: every window and band counts these."""
+    return int((now - since).total_seconds() // 86400)
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A resource the decision read but did not use, and why (one of the reasons above)."""
+
+    reason: str
+    text: str  # names the resource (safe_ref), never a value from it
+
+
+@dataclass(frozen=True)
+class Event:
+    """A dated Condition (pregnancy evidence, the end of a pregnancy); ``when`` None if undated."""
+
+    ref: str
+    when: datetime | None
+
+
 @dataclass(frozen=True)
 class Fracture:
-    """One active vertebral compression fracture diagnosis."""
+    """One vertebral compression fracture diagnosis (active, or healed when in ``prior_fractures``)."""
 
     ref: str
     kind: str  # osteoporotic | traumatic | unspecified | neoplastic (the value set that matched)
-    onset: date | None
+    onset: datetime | None
     onset_estimated: bool  # onset taken from recordedDate or a partial date
-    level: str | None  # a vertebral level / bodySite key, None when the code has no level
+    levels: tuple[Span, ...] = ()  # the vertebrae it names; () when the codes name none
+    non_healing: bool = False  # ICD-10-CM 7th character G (delayed healing) or K (nonunion)
 
 
 @dataclass(frozen=True)
@@ -52,6 +83,8 @@ class Facts:
     now: datetime
     birth_date: date | None
     fractures: tuple[Fracture, ...] = ()
+    # healed fractures and late effects (7th character P, S): never a card, but count for the pathway
+    prior_fractures: tuple[Fracture, ...] = ()
     # concept id (a value set of mappings/) -> references documenting it: active conditions,
     # active medication orders, allergies, positive pregnancy tests
     documented: Mapping[str, Refs] = field(default_factory=dict)
@@ -60,11 +93,13 @@ class Facts:
     # (and any newer) are validated and kept: older ones could never change the decision.
     readings: Mapping[str, tuple[Reading, ...]] = field(default_factory=dict)
     findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
+    # dated conditions by concept ("pregnancy", "pregnancy-end"), where the date decides
+    events: Mapping[str, tuple[Event, ...]] = field(default_factory=dict)
     hospital_encounters: Refs = ()
     # data kinds that could not be had (optional prefetch failed): their criteria stay unknown
     unavailable: frozenset[str] = frozenset()
-    # resources the decision needed but had to ignore, with the reason (said on the card)
-    ignored: tuple[str, ...] = ()
+    # resources the decision read but did not use, with the reason (said on the card), in record order
+    ignored: tuple[Ignored, ...] = ()
 
     def refs(self, *concepts: str) -> Refs:
         return tuple(r for c in concepts for r in self.documented.get(c, ()))

@@ -13,17 +13,18 @@ _FHIR_DATETIME = re.compile(
 
 
 def parse_fhir_datetime(value: Any, default_tz: tzinfo) -> tuple[datetime | None, bool]:
-    """(moment, partial). Partial dates (``2024`` or ``2024-05``) become their first day.
+    """(moment, partial). A date or partial date (``2024``, ``2024-05``, ``2024-05-03``) is the start
+    of that year, month or day at UTC (CLINICAL.md rules 2026.12); ``partial`` is true for the first two.
 
-    Values without a zone are read in ``default_tz`` (the caller's "now" zone). Anything that is
-    not a FHIR date gives ``(None, False)``: unknown, never an exception.
+    A time without a zone (not valid FHIR, but sent) is read in ``default_tz`` (the caller's "now"
+    zone). Anything that is not a FHIR date gives ``(None, False)``: unknown, never an exception.
     """
     if not isinstance(value, str):
         return None, False
     m = _FHIR_DATETIME.fullmatch(value.strip())
     if not m:
         return None, False
-    tz = default_tz
+    tz = default_tz if m["H"] else UTC
     if m["tz"] == "Z":
         tz = UTC
     elif m["tz"]:

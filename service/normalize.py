@@ -11,13 +11,28 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from .decide.thresholds import WORSENING_GAP
 from .errors import InvalidResourceError
-from .facts import Facts, Finding, Fracture, Reading, in_future
+from .facts import (
+    ENTERED_IN_ERROR,
+    IN_FUTURE,
+    NOT_THIS_PATIENT,
+    UNREADABLE,
+    Event,
+    Facts,
+    Finding,
+    Fracture,
+    Ignored,
+    Reading,
+    Span,
+    in_future,
+)
 from .fhirtime import parse_fhir_datetime
+from .levels import icd_span, refine, spans_in_text
+from .pain import pain_score
 from .redact import safe_ref
 from .terminology import ICD10_CM, Terminology
 from .validation import load_models as _load_models
@@ -30,22 +45,29 @@ VCF_KINDS = {
     "vcf-unspecified": "unspecified",
     "vcf-neoplastic": "neoplastic",
 }
-CONDITION_CONCEPTS = frozenset(VCF_KINDS) | {
-    "osteoporosis",
-    "kyphosis",
-    "multiple-myeloma",
-    "bone-metastasis",
-    "vertebral-malignancy",
-    "neoplastic-fracture",
-    "cancer",
-    "red-flag",
-    "spinal-infection",
-    "sepsis",
-    "pregnancy",
-    "bleeding-disorder",
-    "anticoagulant",
-    "osteoporosis-therapy",
-}
+# neoplastic-pathway diagnoses: they count whatever their clinicalStatus (remission included)
+NEOPLASTIC_CONCEPTS = frozenset(
+    {"neoplastic-fracture", "multiple-myeloma", "plasmacytoma", "bone-metastasis", "vertebral-malignancy"}
+)
+CONDITION_CONCEPTS = (
+    frozenset(VCF_KINDS)
+    | NEOPLASTIC_CONCEPTS
+    | {
+        "osteoporosis",
+        "kyphosis",
+        "cancer",
+        "cancer-not-counted",
+        "cancer-history",
+        "pregnancy-end",
+        "red-flag",
+        "spinal-infection",
+        "sepsis",
+        "pregnancy",
+        "bleeding-disorder",
+        "anticoagulant",
+        "osteoporosis-therapy",
+    }
+)
 MEDICATION_CONCEPTS = frozenset({"anticoagulant", "osteoporosis-therapy"})
 ALLERGY_CONCEPTS = frozenset({"cement-allergy", "contrast-allergy"})
 READING_CONCEPTS = frozenset({"pain-nrs", "pain-vas", "inr", "platelets", "dxa-tscore"})
@@ -61,9 +83,13 @@ FINDING_CONCEPTS = {
 OBSERVATION_CONCEPTS = READING_CONCEPTS | frozenset(FINDING_CONCEPTS) | {"hcg"}
 
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+# ICD-10-CM 7th characters: P malunion, S sequela = a healed fracture; G delayed healing, K nonunion
+_HEALED = frozenset("PS")
+_NON_HEALING = frozenset("GK")
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 _RESULT_STATUSES = frozenset({"final", "amended", "corrected"})  # _one_of checks the type first
 _PAIN_GAP = timedelta(days=WORSENING_GAP.value)
+_PAIN_CONCEPTS = frozenset({"pain-nrs", "pain-vas"})
 _YES = {"yes", "y", "true", "present", "positive", "pos", "detected"}
 _NO = {"no", "n", "false", "absent", "negative", "neg", "not detected"}
 
@@ -88,20 +114,16 @@ def normalize(
     validate(patient, "the Patient (prefetched or fetched)")
     whose = whose or PatientReferences.of(patient.get("id"))
     reader = _Reader(terminology, now)
-    foreign = 0
     for position, resource in enumerate(resources):
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None  # JSON lists are unhashable
         if handler:
             if not whose.owns(resource):  # before anything else reads it: no field of it may count
-                foreign += 1
+                reader.ignore(NOT_THIS_PATIENT, "", position)  # counted, never named: it is someone else's
                 continue
             reader.position = position
             handler(reader, resource)
     reader.settle()
-    ignored = [message for _, message in sorted(reader.ignored)]  # in record order
-    if foreign:
-        ignored.append(_not_the_patients(foreign))
     birth, _ = parse_fhir_datetime(patient.get("birthDate"), now.tzinfo or UTC)
     return Facts(
         now=now,
@@ -111,14 +133,12 @@ def normalize(
         readings={k: tuple(sorted(v, key=_reading_order)) for k, v in reader.readings.items()},
         findings={k: tuple(sorted(v, key=_finding_order)) for k, v in reader.findings.items()},
         hospital_encounters=tuple(reader.encounters),
+        prior_fractures=tuple(reader.prior_fractures),
+        events={k: tuple(v) for k, v in reader.events.items()},
         unavailable=frozenset(unavailable),
-        ignored=tuple(ignored),
+        # record order; a resource named twice for the same reason is one item, two resources are two
+        ignored=tuple(item for _, item in dict.fromkeys(sorted(reader.ignored, key=lambda x: x[0]))),
     )
-
-
-def _not_the_patients(count: int) -> str:
-    what = "1 resource that is" if count == 1 else f"{count} resources that are"
-    return f"{what} not this patient's (their subject does not reference this patient): not used."
 
 
 def _one_of(value: Any, allowed: frozenset[str] | set[str]) -> bool:
@@ -161,6 +181,7 @@ class _Candidate(NamedTuple):
     position: int
     resource: dict[str, Any]
     concept: str
+    holder: dict[str, Any]  # where the value is: the Observation, or its pain component
 
 
 class _Reader:
@@ -172,12 +193,14 @@ class _Reader:
         self.tz = now.tzinfo or UTC
         self.position = 0  # of the resource being read, in the record
         self.fractures: list[Fracture] = []
+        self.prior_fractures: list[Fracture] = []
+        self.events: dict[str, list[Event]] = defaultdict(list)
         self.documented: dict[str, list[str]] = defaultdict(list)
         self.readings: dict[str, list[Reading]] = defaultdict(list)
         self.findings: dict[str, list[Finding]] = defaultdict(list)
         self.candidates: dict[str, list[_Candidate]] = defaultdict(list)  # by reading/finding kind
         self.encounters: list[str] = []
-        self.ignored: list[tuple[int, str]] = []
+        self.ignored: list[tuple[int, Ignored]] = []
         self.validity: dict[int, bool] = {}  # id(resource) -> valid, each validated at most once
 
     def ref(self, resource: dict[str, Any]) -> str:
@@ -192,30 +215,80 @@ class _Reader:
             validate(resource, self.ref(resource))
             ok = True
         except InvalidResourceError as e:
-            self.ignored.append((self.position if position is None else position, e.diagnostics))
+            self.ignore(UNREADABLE, e.diagnostics, position)
             ok = False
         self.validity[id(resource)] = ok
         return ok
 
+    def ignore(self, reason: str, text: str, position: int | None = None) -> None:
+        """Say on the card that a resource the decision read was not used, and why."""
+        self.ignored.append((self.position if position is None else position, Ignored(reason, text)))
+
     def moment(self, value: Any) -> tuple[datetime | None, bool]:
         return parse_fhir_datetime(value, self.tz)
+
+    def dated(self, resource: dict[str, Any], *values: Any) -> tuple[datetime | None, bool]:
+        """The first of ``values`` that is a date not in the future; a future one is named, not used."""
+        for value in values:
+            moment, partial = self.moment(value)
+            if moment is None:
+                continue
+            if in_future(moment, self.now):
+                self.ignore(IN_FUTURE, f"{self.ref(resource)} is dated in the future")
+                continue
+            return moment, partial
+        return None, False
 
     # -- Condition ---------------------------------------------------------------------------
     def condition(self, c: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(c.get("code")) & CONDITION_CONCEPTS
         if not concepts:
             return
-        validate(c, self.ref(c))  # conditions decide whether there is a card at all: no skipping
-        if not self._active(c):
-            return
         ref = self.ref(c)
-        for concept in concepts:
+        validate(c, ref)  # conditions decide whether there is a card at all: no skipping
+        verification = _codes(c.get("verificationStatus"))
+        if "entered-in-error" in verification:
+            self.ignore(ENTERED_IN_ERROR, f"{ref} was entered in error")
+            return
+        if verification & _EXCLUDED_VERIFICATION:
+            return
+        if concepts & NEOPLASTIC_CONCEPTS or "cancer-not-counted" in concepts:
+            concepts -= {"cancer"}  # myeloma, metastasis…: the pathway; skin / in-situ: never counted
+        for concept in concepts & (NEOPLASTIC_CONCEPTS | {"cancer-history"}):
+            self.documented[concept].append(ref)  # whatever the clinicalStatus
+        if "pregnancy-end" in concepts:  # delivered, miscarried, postpartum: whatever the status
+            self.events["pregnancy-end"].append(Event(ref, self._onset(c)[0]))
+        if not self._active(c):
+            if "cancer" in concepts:  # inactive, resolved or in remission: a history of cancer
+                self.documented["cancer-history"].append(ref)
+            return
+        for concept in concepts - NEOPLASTIC_CONCEPTS - {"cancer-history", "pregnancy-end", "pregnancy"}:
             self.documented[concept].append(ref)
+        if "pregnancy" in concepts:
+            self.events["pregnancy"].append(Event(ref, self._onset(c)[0]))
         for vs_id, kind in VCF_KINDS.items():
             if vs_id in concepts:
-                onset, estimated = self._onset(c)
-                self.fractures.append(Fracture(ref, kind, onset, estimated, self._level(c)))
+                self._fracture(c, ref, kind)
                 break
+
+    def _fracture(self, c: dict[str, Any], ref: str, kind: str) -> None:
+        icd = self._icd_codes(c)
+        seventh = {code[6] for code in icd if len(code) >= 7}
+        onset, estimated = self._onset(c)
+        fracture = Fracture(ref, kind, onset, estimated, self._levels(c, icd), bool(seventh & _NON_HEALING))
+        # a healed fracture or its late effect is never an active VCF, but still a prior fracture
+        (self.prior_fractures if seventh & _HEALED else self.fractures).append(fracture)
+
+    def _icd_codes(self, c: dict[str, Any]) -> list[str]:
+        """The dotless, upper-case ICD-10-CM codes of a Condition's code."""
+        code = c.get("code")
+        out = []
+        for coding in _items(code.get("coding") if isinstance(code, dict) else None):
+            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+                continue
+            if self.t.canonical_system(str(coding.get("system", ""))) == ICD10_CM:
+                out.append(str(coding["code"]).upper().replace(".", "").strip()[:16])
+        return out
 
     def _active(self, c: dict[str, Any]) -> bool:
         if _codes(c.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
@@ -226,87 +299,111 @@ class _Reader:
         abated, _ = self.moment(c.get("abatementDateTime"))
         return abated is None or abated > self.now
 
-    def _onset(self, c: dict[str, Any]) -> tuple[date | None, bool]:
+    def _onset(self, c: dict[str, Any]) -> tuple[datetime | None, bool]:
+        """Onset from onsetDateTime, onsetPeriod.start, else recordedDate (then estimated)."""
         period = c.get("onsetPeriod")
-        for value in (c.get("onsetDateTime"), period.get("start") if isinstance(period, dict) else None):
-            moment, partial = self.moment(value)
-            if moment:
-                return moment.date(), partial
-        moment, _ = self.moment(c.get("recordedDate"))
-        return (moment.date(), True) if moment else (None, False)
+        start = period.get("start") if isinstance(period, dict) else None
+        moment, partial = self.dated(c, c.get("onsetDateTime"), start)
+        if moment:
+            return moment, partial
+        moment, _ = self.dated(c, c.get("recordedDate"))
+        return (moment, True) if moment else (None, False)
 
-    def _level(self, c: dict[str, Any]) -> str | None:
+    def _levels(self, c: dict[str, Any], icd: list[str]) -> tuple[Span, ...]:
+        """The vertebrae the fracture names: its code's level character, bodySite codes and text."""
+        spans = [span for code in icd if (span := icd_span(code))]
         for site in _items(c.get("bodySite")):
-            codes = sorted(_codes(site))
-            if codes:
-                return "site:" + codes[0]
-            if isinstance(site, dict) and isinstance(site.get("text"), str):
-                return "site:" + str(site["text"]).strip().lower()
-        code = c.get("code")
-        for coding in _items(code.get("coding") if isinstance(code, dict) else None):
-            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+            if not isinstance(site, dict):
                 continue
-            if self.t.canonical_system(str(coding.get("system", ""))) != ICD10_CM:
-                continue
-            dotless = str(coding["code"]).upper().replace(".", "")
-            # S22.0n / S32.0n: the 5th character names the level (0 = unspecified)
-            if dotless[:4] in ("S220", "S320") and len(dotless) >= 5 and dotless[4] != "0":
-                return "icd:" + dotless[:5]
-        return None
+            texts = self.t.displays("vertebra", site) + [t for t in _texts(site) if isinstance(t, str)]
+            spans += [span for text in texts for span in spans_in_text(text)]
+        return refine(spans)
 
     # -- Observation -------------------------------------------------------------------------
     def observation(self, o: dict[str, Any]) -> None:
         concepts = self.t.concepts_of(o.get("code"))
         if concepts:  # most of a record's observations (vitals, panels) have none: no set to build
             concepts &= OBSERVATION_CONCEPTS
-        if not concepts or not _one_of(o.get("status"), _RESULT_STATUSES):
+        components = self._pain_components(o)
+        if not (concepts or components):
+            return
+        status = o.get("status")
+        if status == "entered-in-error":
+            self.ignore(ENTERED_IN_ERROR, f"{self.ref(o)} was entered in error")
+            return
+        if not _one_of(status, _RESULT_STATUSES):
             return
         when = self._effective(o)
         if when is None:
-            self.valid(o)  # undatable: unusable, and if it is also invalid FHIR the card says so
+            if self.valid(o):  # undatable: unusable; if it is also invalid FHIR the card says that instead
+                self.ignore(UNREADABLE, f"{self.ref(o)} has no date")
             return
         if o.get("dataAbsentReason"):
             return
         for concept in concepts:
             # hCG is kept as a finding: only the newest recent test counts (decide/rules.py)
             kind = FINDING_CONCEPTS.get(concept) or ("pain" if concept.startswith("pain-") else concept)
-            self.candidates[kind].append(_Candidate(when, self.position, o, concept))
+            self.candidates[kind].append(_Candidate(when, self.position, o, concept, o))
+        for concept, component in components:
+            self.candidates["pain"].append(_Candidate(when, self.position, o, concept, component))
+
+    def _pain_components(self, o: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Components coded as a pain score (flowsheet rows sent inside another Observation)."""
+        out = []
+        for component in _items(o.get("component")):
+            if not isinstance(component, dict) or component.get("dataAbsentReason"):
+                continue
+            for concept in sorted(self.t.concepts_of(component.get("code")) & _PAIN_CONCEPTS):
+                out.append((concept, component))
+                break
+        return out
 
     def settle(self) -> None:
         """Validate, newest first, the readings and findings the decision can read; keep those.
 
         Per kind that is the newest valid one not ``in_future`` (and any newer ones), and for pain
         also the newest valid one ``WORSENING_GAP`` before it (``Facts.readings``). Older ones are
-        never read by the decision, so are not worth validating.
+        never read by the decision, so are not worth validating. Newer ones that could not be
+        used (in the future, invalid, no readable value) are named in the ignored note.
         """
         for kind, candidates in self.candidates.items():
             # same-moment readings in reference order, so record order never changes the decision
             candidates.sort(key=lambda c: (c.when, self.ref(c.resource)))
             latest: datetime | None = None
             for c in reversed(candidates):
-                if not (self.valid(c.resource, c.position) and self._keep(kind, c)):
+                if in_future(c.when, self.now):
+                    self.ignore(IN_FUTURE, f"{self.ref(c.resource)} is dated in the future", c.position)
+                    continue
+                if not self.valid(c.resource, c.position):
+                    continue
+                why = self._keep(kind, c)
+                if why:
+                    self.ignore(UNREADABLE, f"{self.ref(c.resource)}: {why}", c.position)
                     continue
                 if latest is None:
-                    latest = None if in_future(c.when, self.now) else c.when
-                    if latest is not None and kind != "pain":
+                    latest = c.when
+                    if kind != "pain":
                         break
                 elif latest - c.when >= _PAIN_GAP:
                     break
 
-    def _keep(self, kind: str, c: _Candidate) -> bool:
-        """Add the reading or finding of a validated candidate; False when it has no usable value."""
+    def _keep(self, kind: str, c: _Candidate) -> str:
+        """Add the reading or finding of a validated candidate; else say why it has no usable value."""
         o, ref = c.resource, self.ref(c.resource)
         if c.concept in FINDING_CONCEPTS or c.concept == "hcg":
             finding = Finding(ref, c.when, present=self._present(o), value=_number(o))
             if finding.present is None and finding.value is None:
-                return False
+                return "the value is neither present/absent nor a number"
             self.findings[kind].append(finding)
-            return True
-        value = _scaled(c.concept, o)
+            return ""
+        if c.concept in _PAIN_CONCEPTS:
+            value, why = pain_score(c.concept, c.holder, self.t)
+        else:
+            value, why = _scaled(c.concept, o), "the value is not a plausible number"
         if value is None:
-            return False
+            return why
         self.readings[kind].append(Reading(ref, c.when, value))
-        return True
+        return ""
 
     def _effective(self, o: dict[str, Any]) -> datetime | None:
         period = o.get("effectivePeriod")
@@ -342,7 +439,8 @@ class _Reader:
 
     # -- orders, allergies, encounters --------------------------------------------------------
     def medication(self, m: dict[str, Any]) -> None:
-        if m.get("status") != "active":
+        status = m.get("status")
+        if status not in ("active", "entered-in-error"):
             return
         concept = m.get("medicationCodeableConcept")
         texts = _texts(concept)
@@ -354,7 +452,9 @@ class _Reader:
                 concept = concept or contained.get("code")
                 texts += _texts(contained.get("code"))
         found = (self.t.concepts_of(concept) | self.t.concepts_in_text(*texts)) & MEDICATION_CONCEPTS
-        if found and self.valid(m):
+        if found and status == "entered-in-error":
+            self.ignore(ENTERED_IN_ERROR, f"{self.ref(m)} was entered in error")
+        elif found and self.valid(m):
             for c in found:
                 self.documented[c].append(self.ref(m))
 
@@ -368,17 +468,20 @@ class _Reader:
         return None
 
     def allergy(self, a: dict[str, Any]) -> None:
-        if _codes(a.get("verificationStatus")) & _EXCLUDED_VERIFICATION:
+        verification = _codes(a.get("verificationStatus"))
+        if "refuted" in verification:
             return
         clinical = _codes(a.get("clinicalStatus"))
-        if clinical and "active" not in clinical:
+        if clinical and "active" not in clinical and "entered-in-error" not in verification:
             return
         texts = _texts(a.get("code"))
         for reaction in _items(a.get("reaction")):
             if isinstance(reaction, dict):
                 texts += _texts(reaction.get("substance"))
         found = (self.t.concepts_of(a.get("code")) | self.t.concepts_in_text(*texts)) & ALLERGY_CONCEPTS
-        if found and self.valid(a):
+        if found and "entered-in-error" in verification:
+            self.ignore(ENTERED_IN_ERROR, f"{self.ref(a)} was entered in error")
+        elif found and self.valid(a):
             for c in found:
                 self.documented[c].append(self.ref(a))
 
@@ -405,17 +508,13 @@ def _number(o: dict[str, Any]) -> float | None:
 
 
 def _scaled(concept: str, o: dict[str, Any]) -> float | None:
-    """A reading on the decision's scale: pain 0–10, platelets 10^9/L; None when implausible."""
+    """A lab reading on the decision's scale (platelets 10^9/L); None when implausible. Pain: service/pain.py."""
     value = _number(o)
     if value is None:
         return None
     unit = ""
     if isinstance(o.get("valueQuantity"), dict):
         unit = str(o["valueQuantity"].get("code") or o["valueQuantity"].get("unit") or "").lower()
-    if concept == "pain-vas" and (unit == "mm" or value > 10):
-        value /= 10  # VAS is 0–100 mm; the criteria are on the 0–10 scale
-    if concept.startswith("pain-"):
-        return value if 0 <= value <= 10 else None
     if concept == "platelets" and unit in ("/ul", "/mm3", "{cells}/ul", "/µl") and value > 1000:
         value /= 1000  # per µL → 10^9/L
     if concept in ("inr", "platelets") and value < 0:

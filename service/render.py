@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decide import Assessment, Caution, Criterion
+from .facts import Ignored
+from .ignored import ignored_note
 
 EXTENSION_KEY = "org.vcfcds"
 TOPIC_SYSTEM = "http://vcf-cds.org/fhir/CodeSystem/card-topic"
@@ -51,7 +53,7 @@ class CardContext:
     patient_id: str
     user_id: str | None
     new_uuid: Callable[[], str]
-    ignored: tuple[str, ...] = ()
+    ignored: tuple[Ignored, ...] = ()
 
 
 def md(text: Any) -> str:
@@ -185,7 +187,7 @@ def _detail(a: Assessment, ctx: CardContext) -> str:
     if a.recommendation == "augmentation":
         parts.append(EVIDENCE_CAVEAT)
     if ctx.ignored:
-        parts.append("**Ignored data:** " + "; ".join(md(i) for i in ctx.ignored))
+        parts.append(ignored_note(ctx.ignored, md))
     parts.append("_Decision support for the clinician, not a decision. Rules " + md(a.rules_version) + "._")
     return "\n\n".join(parts)
 

@@ -20,6 +20,7 @@ import orjson
 ICD10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 TEXT_MATCH_URL = "http://vcf-cds.org/fhir/StructureDefinition/text-match"
+ORDINAL_URL = "http://hl7.org/fhir/StructureDefinition/ordinalValue"  # an answer's score (pain-answer)
 VALUESET_BASE = "http://vcf-cds.org/fhir/ValueSet/"
 _DRUG_SYSTEMS = {RXNORM, "http://www.whocc.no/atc"}
 _HIERARCHICAL = {ICD10_CM, "http://www.cms.gov/Medicare/Coding/ICD10", "http://www.whocc.no/atc"}
@@ -46,6 +47,9 @@ class _Rules:
     exact: set[tuple[str, str]] = field(default_factory=set)
     prefixes: set[tuple[str, str]] = field(default_factory=set)
     patterns: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    # of enumerated concepts: the display (a vertebra's level) and the ordinalValue (an answer's score)
+    displays: dict[tuple[str, str], str] = field(default_factory=dict)
+    scores: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def matches(self, system: str, dotted: str, dotless: str) -> bool:
         if (system, dotted) in self.exact or (system, dotless) in self.exact:
@@ -126,6 +130,32 @@ class Terminology:
             if more:
                 found = found | more if found else more
         return found
+
+    def _enumerated(self, vs_id: str, concept: Any) -> list[tuple[str, str]]:
+        """The (system, code) pairs of a CodeableConcept's codings listed by one value set, in order."""
+        vs = self.valuesets.get(vs_id)
+        if vs is None or not isinstance(concept, dict):
+            return []
+        codings = concept.get("coding")
+        out = []
+        for coding in codings if isinstance(codings, list) else []:
+            if not isinstance(coding, dict):
+                continue
+            if vs_id not in self.concepts_of_coding(coding.get("system"), coding.get("code")):
+                continue
+            system = self.canonical_system(str(coding["system"]))
+            out.append((system, _code_forms(system, str(coding["code"]))[0]))
+        return out
+
+    def score(self, vs_id: str, concept: Any) -> float | None:
+        """The ordinalValue a value set gives the first of a CodeableConcept's codings it lists, if any."""
+        scores = self.valuesets[vs_id].include.scores if vs_id in self.valuesets else {}
+        return next((scores[p] for p in self._enumerated(vs_id, concept) if p in scores), None)
+
+    def displays(self, vs_id: str, concept: Any) -> list[str]:
+        """The value set's own displays of the codings of a CodeableConcept it lists."""
+        displays = self.valuesets[vs_id].include.displays if vs_id in self.valuesets else {}
+        return [displays[p] for p in self._enumerated(vs_id, concept) if p in displays]
 
     def concepts_in_text(self, *texts: Any) -> frozenset[str]:
         """Concepts whose keywords (text-match extension, RxNorm ingredient names) occur in text."""
@@ -217,7 +247,14 @@ def _add_rules(entry: dict[str, Any], target: _Rules, aliases: Mapping[str, str]
         raise MappingError(f"{source}: every include/exclude needs a system")
     system = aliases.get(system, system)
     for concept in entry.get("concept") or []:
-        target.exact.add((system, _code_forms(system, concept["code"])[0]))
+        pair = (system, _code_forms(system, concept["code"])[0])
+        target.exact.add(pair)
+        if isinstance(concept.get("display"), str):
+            target.displays[pair] = concept["display"]
+        for ext in concept.get("extension") or []:
+            value = ext.get("valueDecimal", ext.get("valueInteger"))
+            if ext.get("url") == ORDINAL_URL and isinstance(value, (int, float)) and not isinstance(value, bool):
+                target.scores[pair] = float(value)
     for flt in entry.get("filter") or []:
         op, value = flt.get("op"), flt.get("value")
         if op == "is-a" and isinstance(value, str):
@@ -238,6 +275,8 @@ def merge(base: ValueSetRules, extra: ValueSetRules) -> ValueSetRules:
         m.exact = a.exact | b.exact
         m.prefixes = a.prefixes | b.prefixes
         m.patterns = a.patterns + b.patterns
+        m.displays = {**b.displays, **a.displays}  # shipped displays and scores win: sites only add
+        m.scores = {**b.scores, **a.scores}
     merged.keywords = base.keywords + extra.keywords
     return merged
 

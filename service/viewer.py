@@ -166,7 +166,7 @@ def prepare(doc: Any) -> dict[str, Any]:
         if then is None:
             raise BadRequestError(f"Cannot use this JSON: its 'now' ({str(now)[:40]!r}) is not a FHIR dateTime.")
         shifted = days_between(then, clock)
-        hook_request = shift_dates(hook_request, shifted)
+        hook_request = shift_dates(hook_request, shifted, clock - then)
     hook = str(hook_request.get("hook") or "")
     return {
         "description": doc.get("description") if isinstance(doc, dict) else None,

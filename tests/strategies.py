@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from service.facts import Facts, Finding, Fracture, Reading
+from service.facts import UNREADABLE, VERTEBRAE, Event, Facts, Finding, Fracture, Ignored, Reading
 from service.normalize import ALLERGY_CONCEPTS, CONDITION_CONCEPTS, VCF_KINDS
 
 from builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED
@@ -272,15 +272,21 @@ def facts(draw: st.DrawFn) -> Facts:
         ZONES,
     )
     ages = st.integers(min_value=0, max_value=400) | st.integers(min_value=-400, max_value=4000)
-    days = st.none() | ages.map(lambda d: now.date() - timedelta(days=d))
+    days = st.none() | ages.map(lambda d: now - timedelta(days=d))
+    vertebra = st.integers(min_value=0, max_value=len(VERTEBRAE) - 1)
+    span = st.tuples(vertebra, st.integers(min_value=0, max_value=1)).map(
+        lambda v: (v[0], min(v[0] + v[1], len(VERTEBRAE) - 1))
+    )
     fracture = st.builds(
         Fracture,
         REFS,
         sometimes(st.sampled_from(["traumatic", "unspecified", "neoplastic"]), "osteoporotic", 25),
         days,
         st.booleans(),
-        st.none() | st.sampled_from(["icd:S2201", "site:T7", "site:L1", "site:L2", "site:L3"]),
+        st.lists(span, max_size=2).map(lambda spans: tuple(sorted(set(spans)))),
+        sometimes(st.just(True), False, 10),
     )
+    event = st.builds(Event, REFS, st.none() | moments)
     reading = st.builds(Reading, REFS, moments, VALUES)
     finding = st.builds(Finding, REFS, st.none() | moments, st.none() | st.booleans(), st.none() | VALUES)
     readings = {
@@ -296,12 +302,16 @@ def facts(draw: st.DrawFn) -> Facts:
         now=now,
         birth_date=draw(st.none() | st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 1, 1))),
         fractures=draw(sometimes(st.lists(fracture, min_size=1, max_size=4).map(tuple), (), 90)),
+        prior_fractures=draw(sometimes(st.lists(fracture, min_size=1, max_size=2).map(tuple), (), 10)),
+        events=draw(
+            st.dictionaries(st.sampled_from(["pregnancy", "pregnancy-end"]), st.lists(event, max_size=2).map(tuple))
+        ),
         documented=draw(sometimes(concepts, {}, 30)),
         readings={k: v for k, v in readings.items() if v is not None},
         findings={k: v for k, v in findings.items() if v is not None},
         hospital_encounters=tuple(draw(st.lists(REFS, max_size=2))),
         unavailable=draw(st.frozensets(st.sampled_from(["observations", "medications", "encounters", "allergies"]))),
-        ignored=tuple(draw(st.lists(st.one_of(TEXT, FHIR_STRINGS), max_size=2))),
+        ignored=tuple(Ignored(UNREADABLE, text) for text in draw(st.lists(st.one_of(TEXT, FHIR_STRINGS), max_size=2))),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -11,14 +11,14 @@ from service.facts import Facts, Fracture, Reading
 
 from conftest import NOW
 
-TODAY = NOW.date()
+TODAY = NOW  # onsets are moments; whole days are counted from them
 
 
-def facts(*onsets: date | None, pain: float = 9, hospitalised: bool = True) -> Facts:
+def facts(*onsets: datetime | None, pain: float = 9, hospitalised: bool = True) -> Facts:
     return Facts(
         now=NOW,
         birth_date=date(1950, 3, 2),
-        fractures=tuple(Fracture(f"Condition/c{i}", "osteoporotic", o, False, None) for i, o in enumerate(onsets)),
+        fractures=tuple(Fracture(f"Condition/c{i}", "osteoporotic", o, False) for i, o in enumerate(onsets)),
         readings={"pain": (Reading("Observation/o1", NOW - timedelta(days=1), pain),)},
         hospital_encounters=("Encounter/e1",) if hospitalised else (),
     )
@@ -47,8 +47,8 @@ def test_today_and_tomorrow_are_within_the_time_zone_grace(days_ahead: int, age:
 
 
 def test_fractures_of_the_same_date_give_the_same_answer_in_any_order() -> None:
-    exact = Fracture("Condition/c1", "osteoporotic", TODAY - timedelta(days=30), False, None)
-    estimated = Fracture("Condition/c2", "osteoporotic", TODAY - timedelta(days=30), True, None)
+    exact = Fracture("Condition/c1", "osteoporotic", TODAY - timedelta(days=30), False)
+    estimated = Fracture("Condition/c2", "osteoporotic", TODAY - timedelta(days=30), True)
     answers = [
         decide(Facts(now=NOW, birth_date=date(1950, 3, 2), fractures=order))
         for order in [(exact, estimated), (estimated, exact)]

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 import service.normalize as normalize_module
 from service.decide import decide
+from service.facts import IN_FUTURE, Ignored
 from service.normalize import normalize
 from service.pipeline import Engine
 
@@ -57,7 +58,7 @@ def test_an_invalid_newest_reading_is_ignored_and_the_next_one_read(engine: Engi
     facts = facts_of(engine, pain("older", 6, when=day(20)), invalid(pain("newest", 9, when=day(2))))
     assert validated == ["Patient/p1", "Observation/newest", "Observation/older"]
     assert [r.ref for r in facts.readings["pain"]] == ["Observation/older"]
-    assert len(facts.ignored) == 1 and "Observation/newest" in facts.ignored[0]
+    assert len(facts.ignored) == 1 and "Observation/newest" in facts.ignored[0].text
 
 
 def test_invalid_readings_the_decision_never_reads_are_not_reported(engine: Engine) -> None:
@@ -66,10 +67,12 @@ def test_invalid_readings_the_decision_never_reads_are_not_reported(engine: Engi
     assert facts.ignored == ()
 
 
-def test_future_readings_do_not_stop_the_search(engine: Engine, validated: list[str]) -> None:
+def test_future_readings_do_not_stop_the_search_and_are_named(engine: Engine, validated: list[str]) -> None:
     future = finding("f2", "point-tenderness", when=day(-5), valueBoolean=False)
     facts = facts_of(engine, finding("f1", "point-tenderness", when=day(30), valueBoolean=True), future)
-    assert [f.ref for f in facts.findings["point-tenderness"]] == ["Observation/f1", "Observation/f2"]
+    # rules 2026.12: a time more than one day after now is not used, and named in the ignored note
+    assert [f.ref for f in facts.findings["point-tenderness"]] == ["Observation/f1"]
+    assert facts.ignored == (Ignored(IN_FUTURE, "Observation/f2 is dated in the future"),)
 
 
 def test_readings_without_a_usable_value_do_not_count_as_the_newest(engine: Engine) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from service.decide import decide
 from service.errors import InvalidResourceError
+from service.facts import UNREADABLE, Ignored
 from service.normalize import normalize
 from service.pipeline import Engine
 from service.render import CardContext, cards_for
@@ -29,7 +30,7 @@ def _evaluate(engine: Engine, patient: dict[str, Any], resources: list[Any]) -> 
     except InvalidResourceError as e:
         assert CANARY not in e.diagnostics
         return
-    assert all(CANARY not in reason for reason in facts.ignored)
+    assert all(CANARY not in item.text for item in facts.ignored)
     for card in cards_for(decide(facts), CardContext("p1", "Practitioner/1", counter_uuids(), facts.ignored)):
         assert card_problems(card) == []
 
@@ -86,7 +87,7 @@ def test_a_deeply_nested_observation_is_ignored_and_said(engine: Engine) -> None
     deep = {**SEEDS[len(CONDITIONS)], "extension": nested_extension(400)}
     facts = normalize(PATIENT, [VCF, deep], terminology=engine.terminology, now=NOW)
     assert "pain" not in facts.readings
-    assert facts.ignored == ("Observation/o-nrs nests JSON deeper than 64 levels",)
+    assert facts.ignored == (Ignored(UNREADABLE, "Observation/o-nrs nests JSON deeper than 64 levels"),)
 
 
 @pytest.mark.parametrize(
@@ -95,8 +96,8 @@ def test_a_deeply_nested_observation_is_ignored_and_said(engine: Engine) -> None
 )
 def test_an_unknown_field_is_named_only_when_it_looks_like_a_name(engine: Engine, field: str, shown: str) -> None:
     bad = {**SEEDS[len(CONDITIONS)], field: True}
-    (reason,) = normalize(PATIENT, [VCF, bad], terminology=engine.terminology, now=NOW).ignored
-    assert reason == f"Observation/o-nrs is not valid FHIR R4 Observation: {shown}: Extra inputs are not permitted"
+    (item,) = normalize(PATIENT, [VCF, bad], terminology=engine.terminology, now=NOW).ignored
+    assert item.text == f"Observation/o-nrs is not valid FHIR R4 Observation: {shown}: Extra inputs are not permitted"
 
 
 def test_a_contained_resource_of_unknown_type_makes_its_container_invalid(engine: Engine) -> None:
@@ -105,4 +106,4 @@ def test_a_contained_resource_of_unknown_type_makes_its_container_invalid(engine
         normalize(PATIENT, [{**VCF, "contained": contained}], terminology=engine.terminology, now=NOW)
     bad_pain = {**SEEDS[len(CONDITIONS)], "contained": contained}
     facts = normalize(PATIENT, [VCF, bad_pain], terminology=engine.terminology, now=NOW)
-    assert "pain" not in facts.readings and facts.ignored[0].startswith("Observation/o-nrs is not valid")
+    assert "pain" not in facts.readings and facts.ignored[0].text.startswith("Observation/o-nrs is not valid")

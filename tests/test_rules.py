@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.decide import decide
-from service.facts import Facts, Finding, Fracture, Reading
+from service.facts import Event, Facts, Finding, Fracture, Reading
 
 from conftest import NOW
 
@@ -29,8 +29,9 @@ def facts(
     findings: dict[str, Any] | None = None,
     readings: dict[str, Any] | None = None,
     encounters: tuple[str, ...] = (),
+    events: dict[str, tuple[Event, ...]] | None = None,
 ) -> Facts:
-    onset = None if age_days is None else (NOW - timedelta(days=age_days)).date()
+    onset = None if age_days is None else NOW - timedelta(days=age_days)
     f: dict[str, list[Finding]] = {
         k: [Finding(f"Observation/{k}", days_ago(5), present=v)]
         for k, v in (("point-tenderness", tender), ("marrow-edema", edema))
@@ -47,22 +48,23 @@ def facts(
     return Facts(
         now=NOW,
         birth_date=birth,
-        fractures=(Fracture("Condition/c1", kind, onset, False, None),),
+        fractures=(Fracture("Condition/c1", kind, onset, False),),
         documented=documented or {},
         readings=r,
         findings={k: tuple(v) for k, v in f.items()},
         hospital_encounters=encounters,
+        events=events or {},
     )
 
 
-# (facts, row, recommendation) — rows of CLINICAL.md, boundaries in days: 21 = 3 weeks, 42 = 6, 364 = 52
+# (facts, row, recommendation) — rows of CLINICAL.md, boundaries in days: 21 = 3 weeks, 43 = over 6, 364 = 52
 ROWS = [
     (facts(70, documented={"red-flag": ("Condition/g95",)}), 1, "referral"),
     (facts(70, documented={"sepsis": ("Condition/a41",)}), 2, "referral"),
     (facts(70, documented={"cancer": ("Condition/c50",)}), 3, "referral"),
     (facts(70, kind="traumatic", birth=date(1990, 1, 1)), 4, "referral"),
     (facts(70, kind="unspecified", birth=date(1990, 1, 1), pain=[(2, 8)], tender=True), 14, "augmentation"),
-    (facts(70, documented={"pregnancy": ("Condition/z33",)}), 5, "conservative"),
+    (facts(70, events={"pregnancy": (Event("Condition/z33", days_ago(100)),)}), 5, "conservative"),
     (
         facts(
             70,
@@ -82,7 +84,8 @@ ROWS = [
     (facts(30, pain=[(1, 6), (9, 5)]), 12, "augmentation"),  # worsening by 1 over 8 days
     (facts(30, pain=[(1, 6), (5, 5)]), 13, "conservative"),  # readings under 7 days apart: trend unknown
     (facts(41, pain=[(1, 6)]), 13, "conservative"),
-    (facts(42, pain=[(1, 6)], edema=True), 14, "augmentation"),
+    (facts(42, pain=[(1, 6)], edema=True), 13, "conservative"),  # 42 days is still 3–6 weeks (rules 2026.12)
+    (facts(43, pain=[(1, 6)], edema=True), 14, "augmentation"),
     (facts(100, pain=[(1, 6)], tender=False, edema=False), 15, "conservative"),
     (facts(100, pain=[(1, 6)], tender=False), 16, "conservative"),
     (facts(100, pain=[(31, 9)], tender=True), 16, "conservative"),  # pain older than 30 days: unknown

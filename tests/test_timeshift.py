@@ -49,7 +49,14 @@ def test_identifiers_and_codes_never_move() -> None:
     assert shift_dates(doc, 0) is doc
 
 
-def test_days_between_reads_each_date_in_its_own_zone() -> None:
+def test_days_between_counts_utc_dates() -> None:
+    # rules 2026.12: a date is the start of its day at UTC; then = 2026-06-15T14:00Z
     then = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
-    assert days_between(then, datetime(2026, 6, 16, 1, 0, tzinfo=timezone(timedelta(hours=9)))) == 1
-    assert days_between(then, datetime(2026, 6, 15, 23, 0, tzinfo=timezone(timedelta(hours=-4)))) == 0
+    assert days_between(then, datetime(2026, 6, 16, 1, 0, tzinfo=timezone(timedelta(hours=9)))) == 0  # 16:00Z
+    assert days_between(then, datetime(2026, 6, 15, 23, 0, tzinfo=timezone(timedelta(hours=-4)))) == 1  # 03:00Z
+
+
+def test_an_exact_shift_moves_date_times_by_the_interval_in_their_own_offset() -> None:
+    doc = {"a": "2026-04-06T09:00:00-04:00", "b": "2026-04-06T13:00:00Z", "c": "2026-04-06"}
+    moved = shift_dates(doc, 2, timedelta(days=1, hours=20))
+    assert moved == {"a": "2026-04-08T05:00:00-04:00", "b": "2026-04-08T09:00:00Z", "c": "2026-04-08"}

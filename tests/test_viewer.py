@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +75,10 @@ def test_fixture_list_names_every_file_with_its_description(client: FlaskClient)
 def test_fixture_request_is_moved_to_the_service_clock(later_app: Flask) -> None:
     body = later_app.test_client().get(f"/viewer/fixtures/{ROW14}").get_json()
     assert body["name"] == ROW14 and body["now"] == "2026-06-15T10:00:00-04:00"
-    assert body["shiftedDays"] == (LATER.date() - NOW.date()).days == 160
+    # dates move by the UTC days between the clocks, dateTimes by the exact interval (rules 2026.12)
+    assert body["shiftedDays"] == (LATER.astimezone(UTC).date() - NOW.astimezone(UTC).date()).days == 159
     [cond] = body["request"]["prefetch"]["conditions"]["entry"]
-    assert cond["resource"]["onsetDateTime"] == "2026-09-13T09:00:00-04:00"  # 2026-04-06 + 160 days, hour kept
+    assert cond["resource"]["onsetDateTime"] == "2026-09-12T13:17:00-04:00"  # + 159 days 4 h 17 min
     unmoved = later_app.test_client().get(f"/viewer/fixtures/{ROW14}?shift=0").get_json()
     assert unmoved["shiftedDays"] == 0
     [cond] = unmoved["request"]["prefetch"]["conditions"]["entry"]
@@ -159,7 +160,7 @@ def test_prepare_passes_a_request_through_and_moves_a_pasted_fixture(later_app: 
     doc = json.loads((FIXTURES / ROW14).read_text())
     assert client.post("/viewer/prepare", json=doc["request"]).get_json()["request"] == doc["request"]
     moved = client.post("/viewer/prepare", json=doc).get_json()
-    assert moved["shiftedDays"] == 160 and moved["expected"] == doc["expected"]
+    assert moved["shiftedDays"] == 159 and moved["expected"] == doc["expected"]
 
 
 @pytest.mark.parametrize(

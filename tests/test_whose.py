@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.decide import decide
-from service.facts import Facts
+from service.facts import NOT_THIS_PATIENT, Facts, Ignored
 from service.normalize import normalize
 from service.pipeline import Engine
 from service.whose import PatientReferences
@@ -87,10 +87,9 @@ def test_another_patients_resources_change_no_assessment(relevant: list[Any], fo
     mixed = facts_of([*foreign[:at], VCF, *relevant[:at], *foreign[at:], *relevant[at:]])
     assert decide(mixed) == decide(base)
     assert dataclasses.replace(mixed, ignored=()) == dataclasses.replace(base, ignored=())
-    # counted by reason, after what the patient's own record had
-    assert mixed.ignored[:-1] == base.ignored
-    assert mixed.ignored[-1].startswith(f"{len(foreign)} resource")
-    assert "not this patient's" in mixed.ignored[-1]
+    # counted by reason, never named; the patient's own items unchanged
+    assert [i for i in mixed.ignored if i.reason != NOT_THIS_PATIENT] == list(base.ignored)
+    assert [i for i in mixed.ignored if i.reason == NOT_THIS_PATIENT] == [Ignored(NOT_THIS_PATIENT, "")] * len(foreign)
 
 
 @examples(100)
@@ -125,7 +124,7 @@ def test_another_patients_data_is_not_used_and_counted_on_the_card(client: Flask
     # row 16: 6-52 weeks, NRS 7, this patient's tenderness unknown (row 14, were the other's used)
     assert ext["recommendation"] == "conservative"
     assert "point_tenderness" in ext["missing"]
-    assert "2 resources that are not this patient" in card["detail"]
+    assert "2 not this patient's" in card["detail"]
     assert "other-ehr" not in card["detail"] and "e-other" not in card["detail"]
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, TypeVar
 
-from ..facts import Facts, Finding, Reading, Refs, in_future
+from ..facts import Facts, Finding, Reading, Refs, in_future, whole_days
+from ..levels import count_levels
 from . import thresholds as T
 
-RULES_VERSION = "2026.11.2"
+RULES_VERSION = "2026.12"
 
 Dated = TypeVar("Dated", Reading, Finding)
 
@@ -89,6 +90,7 @@ class Situation:
     kyphosis: bool | None
     kyphosis_refs: Refs = field(default=())
     future_onset: bool = False  # an onset date after tomorrow was ignored
+    non_healing: Refs = ()  # fractures coded delayed healing (G) or nonunion (K)
 
     def pain_at_least(self, t: T.Threshold) -> bool | None:
         return None if self.pain is None else self.pain.value >= t.value
@@ -99,21 +101,20 @@ class Situation:
             return None
         if d < T.CONSERVATIVE_TRIAL.value:
             return "early"
-        if d < T.SUBACUTE.value:
+        if d <= T.SUBACUTE.value:
             return "subacute"
         return "late" if d <= T.CHRONIC.value else "chronic"
 
 
 def _latest(items: tuple[Dated, ...], now: datetime, max_days: float | None) -> Dated | None:
-    """The newest item not in the future (1-day grace for clock skew), within ``max_days``."""
+    """The newest item not in the future (1-day grace for clock skew), if within ``max_days`` whole days."""
     for item in reversed(items):
         when = item.when
         if when is None:
             continue
         if in_future(when, now):
             continue
-        age = (now - when).total_seconds() / 86400
-        return item if max_days is None or age <= max_days else None
+        return item if max_days is None or whole_days(when, now) <= max_days else None
     return None
 
 
@@ -124,16 +125,19 @@ def _age_years(facts: Facts) -> int | None:
     return today.year - b.year - ((today.month, today.day) < (b.month, b.day))
 
 
+NEOPLASTIC = ("neoplastic-fracture", "multiple-myeloma", "plasmacytoma", "bone-metastasis", "vertebral-malignancy")
+
+
 def _pathway(facts: Facts, age: int | None) -> str:
-    if facts.refs("neoplastic-fracture", "multiple-myeloma", "bone-metastasis", "vertebral-malignancy") or any(
-        f.kind == "neoplastic" for f in facts.fractures
-    ):
+    # a healed fracture (7th character P/S) beside the active one still says what kind of patient this is
+    kinds = {f.kind for f in facts.fractures + facts.prior_fractures}
+    if facts.refs(*NEOPLASTIC) or "neoplastic" in kinds:
         return "neoplastic"
-    if facts.refs("osteoporosis") or any(f.kind == "osteoporotic" for f in facts.fractures):
+    if facts.refs("osteoporosis") or "osteoporotic" in kinds:
         return "osteoporotic"
     if age is not None and age >= T.OSTEOPOROTIC_AGE.value:
         return "osteoporotic"  # traumatic/unspecified code at ≥ 50: treated as fragility fracture
-    if age is not None and any(f.kind == "traumatic" for f in facts.fractures):
+    if age is not None and "traumatic" in kinds:
         return "traumatic"
     return "unknown"
 
@@ -149,18 +153,32 @@ def _worsening(pain: tuple[Reading, ...], latest: Reading | None) -> tuple[bool 
     return None, ()
 
 
-def _positive_pregnancy_test(facts: Facts) -> Refs:
-    """The latest hCG result, if positive and recent; a later negative test overrides an older positive."""
-    test = _latest(facts.findings.get("hcg", ()), facts.now, T.PREGNANCY_TEST_MAX_AGE.value)
-    return (test.ref,) if test and test.present else ()
+def _pregnancy(facts: Facts) -> Refs:
+    """Pregnancy evidence not ended by a later end-of-pregnancy code (rules 2026.12, Time).
+
+    Evidence: an active pregnancy Condition dated (onset, else recordedDate) within 280 days, or the
+    latest hCG within 280 days if positive (a later negative overrides it). A delivery, abortive
+    outcome or postpartum code dated on or after the evidence ends it. An active pregnancy Condition
+    with no date at all is kept: its status says current, and nothing shows it old.
+    """
+    now, window = facts.now, T.PREGNANCY_TEST_MAX_AGE.value
+    evidence = [
+        (e.ref, e.when)
+        for e in facts.events.get("pregnancy", ())
+        if e.when is None or (not in_future(e.when, now) and whole_days(e.when, now) <= window)
+    ]
+    test = _latest(facts.findings.get("hcg", ()), now, window)
+    if test and test.present:
+        evidence.append((test.ref, test.when))
+    ends = [e.when for e in facts.events.get("pregnancy-end", ()) if e.when is not None and not in_future(e.when, now)]
+    return tuple(ref for ref, when in evidence if when is None or not any(end >= when for end in ends))
 
 
 def situate(facts: Facts) -> Situation:
     now = facts.now
     age = _age_years(facts)
-    # an onset after tomorrow (1-day grace for time zones) is a wrong date: unknown, like no date
-    latest_onset = now.date() + timedelta(days=1)
-    onsets = [f for f in facts.fractures if f.onset is not None and f.onset <= latest_onset]
+    # an onset more than a day after now (grace for time zones) is a wrong date: unknown, like no date
+    onsets = [f for f in facts.fractures if f.onset is not None and not in_future(f.onset, now)]
     # same newest date on several fractures: prefer an exact onset, then the reference (order-independent)
     newest = max(onsets, key=lambda f: (f.onset, not f.onset_estimated, f.ref)) if onsets else None
     pathway = _pathway(facts, age)
@@ -183,13 +201,13 @@ def situate(facts: Facts) -> Situation:
     return Situation(
         facts=facts,
         age_years=age,
-        fracture_age_days=max(0, (now.date() - newest.onset).days) if newest and newest.onset else None,
+        fracture_age_days=max(0, whole_days(newest.onset, now)) if newest and newest.onset else None,
         onset_estimated=bool(newest and newest.onset_estimated),
         pathway=pathway,
         red_flags=red_flags,
         infection=facts.refs("spinal-infection", "sepsis"),
         malignancy=facts.refs("cancer") if pathway != "neoplastic" else (),
-        pregnancy=facts.refs("pregnancy") + _positive_pregnancy_test(facts),
+        pregnancy=_pregnancy(facts),
         pain=pain,
         worsening=worsening,
         worsening_refs=worsening_refs,
@@ -200,7 +218,8 @@ def situate(facts: Facts) -> Situation:
         height_loss=_latest(findings.get("height-loss", ()), now, None),
         kyphosis=kyphosis,
         kyphosis_refs=kyphosis_refs,
-        future_onset=any(f.onset is not None and f.onset > latest_onset for f in facts.fractures),
+        future_onset=any(f.onset is not None and in_future(f.onset, now) for f in facts.fractures),
+        non_healing=tuple(f.ref for f in facts.fractures if f.non_healing),
     )
 
 
@@ -432,15 +451,18 @@ def _criteria(s: Situation) -> list[Criterion]:
         ]
         return out
     age_note = f"{age} days ({age / 7:.0f} weeks)" if age is not None else "no onset date"
+    # delayed healing (G) or nonunion (K) is coded: the fracture is documented as not healing
+    # (PARMAR-2019), so the card must never call it healed, however old it is
+    healing_note = "; coded as delayed healing or nonunion: not healed" if s.non_healing else ""
     out += [
         Criterion(
             "fracture_not_chronic",
-            "Fracture ≤ 52 weeks old (not healed)",
+            "Fracture ≤ 52 weeks old" + ("" if s.non_healing else " (not healed)"),
             _status(None if age is None else age <= T.CHRONIC.value),
             T.CHRONIC.source,
             "fracture_onset",
-            tuple(x.ref for x in f.fractures),
-            age_note,
+            tuple(dict.fromkeys(s.non_healing + tuple(x.ref for x in f.fractures))),
+            age_note + healing_note,
         ),
         Criterion(
             "conservative_trial_3_weeks",
@@ -563,8 +585,7 @@ def _cautions(s: Situation) -> tuple[list[Caution], list[str]]:
 
 
 def _level_count(f: Facts) -> int:
-    levels = {x.level for x in f.fractures if x.level}
-    return max(len(levels), 1 if f.fractures else 0)
+    return count_levels(f.fractures)
 
 
 def _procedure(s: Situation) -> str:
@@ -574,8 +595,12 @@ def _procedure(s: Situation) -> str:
     return "either"
 
 
-def _secondary_prevention(s: Situation) -> SecondaryPrevention | None:
-    if s.pathway != "osteoporotic":
+# urgent referral first (rows 1–3); in pregnancy DXA and osteoporosis drugs wait until after it (row 5)
+NO_SECONDARY_PREVENTION = frozenset({1, 2, 3, 5})
+
+
+def _secondary_prevention(s: Situation, row: int) -> SecondaryPrevention | None:
+    if s.pathway != "osteoporotic" or row in NO_SECONDARY_PREVENTION:
         return None
     f = s.facts
     dxa = _latest(f.readings.get("dxa-tscore", ()), f.now, T.DXA_MAX_AGE.value)
@@ -604,6 +629,16 @@ def _secondary_prevention(s: Situation) -> SecondaryPrevention | None:
     return SecondaryPrevention("info" if therapy else "warning", criteria)
 
 
+def _history_of_malignancy(f: Facts) -> list[Caution]:
+    """A past cancer (Z85.-, or a cancer Condition inactive, resolved or in remission): no referral,
+    but before augmentation a pathologic fracture is to be excluded (ACR-AC)."""
+    refs = f.refs("cancer-history")
+    if not refs:
+        return []
+    text = "History of malignancy: exclude a pathologic fracture by MRI; biopsy at augmentation"
+    return [Caution("history_of_malignancy", text, "ACR-AC", refs)]
+
+
 def decide(facts: Facts) -> Assessment | None:
     """The recommendation for one patient, or ``None`` when no active VCF is documented (row 0)."""
     if not facts.fractures:
@@ -616,6 +651,7 @@ def decide(facts: Facts) -> Assessment | None:
     notes: list[str] = []
     augmentation = row.recommendation == "augmentation"
     if augmentation:
+        cautions += _history_of_malignancy(facts)
         missing += unknown_labs + sorted(k for k in facts.unavailable if k != "encounters")
         if s.fracture_age_days is not None and s.fracture_age_days > T.LCD_ACUTE.value:
             notes.append(
@@ -641,5 +677,5 @@ def decide(facts: Facts) -> Assessment | None:
         fracture_refs=tuple(x.ref for x in facts.fractures),
         fracture_age_days=s.fracture_age_days,
         pain=s.pain.value if s.pain else None,
-        secondary_prevention=_secondary_prevention(s),
+        secondary_prevention=_secondary_prevention(s, row.number),
     )
