@@ -48,7 +48,9 @@ class Permit:
 
 
 def loopback_address(address: IPAddress) -> bool:
-    inner = _embedded_ipv4(address)
+    # Only an IPv4-mapped address reaches this machine's IPv4 loopback; NAT64 and 6to4 ones that embed
+    # 127.x are routed off it, to a gateway or relay
+    inner = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
     return inner.is_loopback if inner is not None else address.is_loopback
 
 

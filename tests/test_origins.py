@@ -434,3 +434,23 @@ def test_served_redirect_and_server_binding(tmp_path: Any, fhir: Fhir, trap: Tra
         status, _ = http("POST", url, hook_call(base(fhir), "conditions"))
         assert status == 200
     assert trap.connections() == 0
+
+
+# --- review findings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrapped", ["64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "2002:7f00:1::1"])
+def test_loopback_embedded_in_routed_ipv6_is_not_loopback(
+    dev_client: FlaskClient, wrapped: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NAT64 and 6to4 addresses carry an IPv4 address but are routed off this machine (to a gateway or
+    # relay): the development mode's "loopback only" must not send the token there, named or resolved
+    connected: list[object] = []
+    monkeypatch.setattr(socket.socket, "connect", lambda s, a: connected.append(a))
+    body = hook_call(f"http://[{wrapped}]:8080/fhir", "conditions")
+    assert NOT_PERMITTED in diagnostics(dev_client.post("/cds-services/vcf-patient-view", json=body))
+    answer = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (wrapped, 8080, 0, 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: answer)
+    body = hook_call("http://localhost:8080/fhir", "conditions")
+    assert diagnostics(dev_client.post("/cds-services/vcf-patient-view", json=body)).endswith(UNREACHABLE)
+    assert connected == []
