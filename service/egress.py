@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .origins import Origin
+from .origins import CheckedUrl, Origin, check_url, under
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_LOOKUPS = 8  # resolver threads at once per process; a stuck resolver holds one until it returns
@@ -42,9 +42,22 @@ class Permit:
     origin: Origin
     explicit: bool  # matched an allowlist entry: any address; else loopback only
     deadline: float  # time.monotonic() after which nothing more is started
+    # The caller's prefixes on this origin: every URL of the search (redirects, next links) stays under
+    # one, as fhirServer had to; none (the loopback development mode): anywhere on the origin
+    within: tuple[CheckedUrl, ...] = ()
 
     def admits(self, address: IPAddress) -> bool:
         return self.explicit or loopback_address(address)
+
+    def allows(self, url: str) -> bool:
+        """Whether a search may ask ``url`` (read by the connecting parser, service/origins.py)."""
+        try:
+            checked = check_url(url)
+        except ValueError:
+            return False  # a form parsers read differently leads nowhere we have checked
+        if checked.origin != self.origin:
+            return False
+        return not self.within or any(under(checked, prefix) for prefix in self.within)
 
 
 def loopback_address(address: IPAddress) -> bool:
