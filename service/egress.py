@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .origins import Origin
+from .origins import CheckedUrl, Origin, check_url, under
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_LOOKUPS = 8  # resolver threads at once per process; a stuck resolver holds one until it returns
@@ -42,13 +42,28 @@ class Permit:
     origin: Origin
     explicit: bool  # matched an allowlist entry: any address; else loopback only
     deadline: float  # time.monotonic() after which nothing more is started
+    # The caller's prefixes on this origin: every URL of the search (redirects, next links) stays under
+    # one, as fhirServer had to; none (the loopback development mode): anywhere on the origin
+    within: tuple[CheckedUrl, ...] = ()
 
     def admits(self, address: IPAddress) -> bool:
         return self.explicit or loopback_address(address)
 
+    def allows(self, url: str) -> bool:
+        """Whether a search may ask ``url`` (read by the connecting parser, service/origins.py)."""
+        try:
+            checked = check_url(url)
+        except ValueError:
+            return False  # a form parsers read differently leads nowhere we have checked
+        if checked.origin != self.origin:
+            return False
+        return not self.within or any(under(checked, prefix) for prefix in self.within)
+
 
 def loopback_address(address: IPAddress) -> bool:
-    inner = _embedded_ipv4(address)
+    # Only an IPv4-mapped address reaches this machine's IPv4 loopback; NAT64 and 6to4 ones that embed
+    # 127.x are routed off it, to a gateway or relay
+    inner = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
     return inner.is_loopback if inner is not None else address.is_loopback
 
 

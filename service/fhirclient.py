@@ -10,10 +10,10 @@ An EHR's request is input, not trust, so:
   A refused server is never contacted, so a hook call cannot make the service probe a network.
 - Connections go to the address that was checked (service/egress.py, from ``_new_conn``): resolved
   within the budget, loopback only unless the server was explicitly listed, never resolved twice.
-- The access token goes to fhirServer's origin only: redirects and ``next`` links elsewhere are not
-  followed (requests would follow a redirect itself, so redirects are handled here). Origins are
-  decided by urllib3's parser, the one that connects (service/origins.py), and ``_new_conn`` refuses
-  any connection to another origin whatever the URL said.
+- The access token goes to fhirServer's origin only, under the caller's prefixes (``Permit.allows``):
+  redirects and ``next`` links elsewhere are not followed (requests would follow a redirect itself,
+  so redirects are handled here). Origins are decided by urllib3's parser, the one that connects
+  (service/origins.py), and ``_new_conn`` refuses any connection to another origin whatever the URL said.
 - Work is bounded: pages, redirects, bytes read per search, a timeout per call, and one deadline
   shared by all the searches of a hook call (``VCF_CDS_FHIR_TIMEOUT``). A timeout bounds each read,
   not the whole answer: a server trickling a byte at a time would hold a pool thread forever, so
@@ -205,12 +205,16 @@ def server_permit(
         return None
     if checked.query is not None or checked.fragment is not None:
         return None  # a "base" that is really a query: not a FHIR base
+    same_origin = []
     for prefix in prefixes:
         try:
-            if under(checked, check_url(prefix)):
-                return Permit(checked.origin, explicit=True, deadline=deadline)
+            usable = check_url(prefix)
         except UrlRefusedError:
             continue  # settings and the issuer file are checked at start; never admit on a bad entry
+        if usable.origin == checked.origin:
+            same_origin.append(usable)
+    if any(under(checked, prefix) for prefix in same_origin):
+        return Permit(checked.origin, explicit=True, deadline=deadline, within=tuple(same_origin))
     if loopback_dev and _loopback_host(checked.origin.host):
         return Permit(checked.origin, explicit=False, deadline=deadline)
     return None
@@ -223,13 +227,6 @@ def _loopback_host(host: str) -> bool:
         return loopback_address(ipaddress.ip_address(host))
     except ValueError:
         return False
-
-
-def _same_origin(url: str, permit: Permit) -> bool:
-    try:
-        return check_url(url).origin == permit.origin
-    except UrlRefusedError:
-        return False  # a form parsers read differently leads nowhere we have checked
 
 
 def _join(url: str, link: str) -> str:
@@ -394,7 +391,9 @@ class FhirClient:
     ) -> list[dict[str, Any]]:
         absolute = _absolute(query)
         url = query if absolute else f"{base}/{query}"
-        if absolute and not _same_origin(url, permit):
+        # a prefetched next link, relative ones too (`../other-base/…`); of a relative query only the
+        # path decides where it leads (a template's query holds site codes, in any characters)
+        if not permit.allows(url if absolute else url.split("?", 1)[0]):
             raise _NotAskedError("the prefetched Bundle's next link is not on fhirServer; not followed")
         read_type = None if absolute or "?" in query else query.split("/")[0]
         resources: list[dict[str, Any]] = []
@@ -423,7 +422,7 @@ class FhirClient:
             if more is None:
                 return resources
             url = _join(url, more)
-            if not _same_origin(url, permit):
+            if not permit.allows(url):
                 raise SearchError("its next link leads to another origin; not followed")
         raise SearchError(f"it has more than {self.limits.max_pages} pages; not read in full")
 
@@ -447,7 +446,7 @@ class FhirClient:
                     status = response.status_code
                     if status in _REDIRECTS:
                         url = _join(url, response.headers.get("Location", ""))
-                        if not _same_origin(url, permit):
+                        if not permit.allows(url):
                             raise SearchError(f"HTTP {status} redirect to another origin; not followed")
                         continue
                     if status != 200:

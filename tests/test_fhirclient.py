@@ -451,3 +451,35 @@ def test_the_token_does_not_outlive_gather(engine: Any, fhir_mock: responses.Req
     finally:
         fetch.close()
     assert result.cards and TOKEN not in repr(result)
+
+
+TENANT_A, TENANT_B = f"{BASE}/tenant-a", f"{BASE}/tenant-b"
+
+
+@pytest.mark.parametrize(
+    "escape",
+    ["prefetched absolute", "prefetched relative", "prefetched dot segments", "search next link", "redirect"],
+)
+def test_a_search_stays_under_the_callers_prefixes(fhir_mock: responses.RequestsMock, escape: str) -> None:
+    # Issuers sharing one FHIR host are told apart by path: a prefetched or answered next link, or a
+    # redirect, must not take one EHR's token (and its card's data) to a base only another may name
+    client = FhirClient([TENANT_A + "/"], limits=Limits(budget=2.0), workers=1)
+    fhir_mock.add("GET", f"{TENANT_B}/Condition", json=searchset(VCF))
+    stolen = f"{TENANT_B}/Condition?patient={PATIENT_ID}"
+    query = f"Condition?patient={PATIENT_ID}"
+    if escape == "prefetched absolute":
+        query = stolen
+    elif escape == "prefetched relative":
+        query = f"../tenant-b/Condition?patient={PATIENT_ID}"
+    elif escape == "prefetched dot segments":
+        query = f"{TENANT_A}/../tenant-b/Condition?patient={PATIENT_ID}"
+    elif escape == "search next link":
+        fhir_mock.add("GET", f"{TENANT_A}/Condition", json=searchset(more=stolen))
+    else:
+        fhir_mock.add("GET", f"{TENANT_A}/Condition", status=302, headers={"Location": "/fhir/tenant-b/Condition"})
+    try:
+        result = client(hook_call(server=TENANT_A), {"conditions": query})["conditions"]
+    finally:
+        client.close()
+    assert isinstance(result, FetchFailure) and "not followed" in result.reason
+    assert [c.request.url for c in fhir_mock.calls if "tenant-b" in c.request.url] == []

@@ -15,6 +15,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -434,3 +435,50 @@ def test_served_redirect_and_server_binding(tmp_path: Any, fhir: Fhir, trap: Tra
         status, _ = http("POST", url, hook_call(base(fhir), "conditions"))
         assert status == 200
     assert trap.connections() == 0
+
+
+# --- review findings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wrapped", ["64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "2002:7f00:1::1"])
+def test_loopback_embedded_in_routed_ipv6_is_not_loopback(
+    dev_client: FlaskClient, wrapped: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NAT64 and 6to4 addresses carry an IPv4 address but are routed off this machine (to a gateway or
+    # relay): the development mode's "loopback only" must not send the token there, named or resolved
+    connected: list[object] = []
+    monkeypatch.setattr(socket.socket, "connect", lambda s, a: connected.append(a))
+    body = hook_call(f"http://[{wrapped}]:8080/fhir", "conditions")
+    assert NOT_PERMITTED in diagnostics(dev_client.post("/cds-services/vcf-patient-view", json=body))
+    answer = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (wrapped, 8080, 0, 0))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: answer)
+    body = hook_call("http://localhost:8080/fhir", "conditions")
+    assert diagnostics(dev_client.post("/cds-services/vcf-patient-view", json=body)).endswith(UNREACHABLE)
+    assert connected == []
+
+
+def test_served_next_link_stays_under_the_callers_fhir_servers(tmp_path: Any, fhir: Fhir) -> None:
+    # Two EHRs on one FHIR host, told apart by path: the first's prefetched next link into the second's
+    # base is not followed (the loopback server would answer it), its own is
+    signer = ec_signer("k1")
+    own, other = base(fhir) + "/tenant-a", base(fhir) + "/tenant-b"
+    doc = issuer_file(
+        {"iss": EHR, "jwks": {"keys": [signer.public_jwk()]}, "fhirServers": [own]},
+        {"iss": "https://other-ehr.example.org", "jwks": {"keys": [signer.public_jwk()]}, "fhirServers": [other]},
+    )
+    (tmp_path / "issuers.json").write_bytes(orjson.dumps(doc))
+    env = {"VCF_CDS_TRUSTED_ISSUERS": str(tmp_path / "issuers.json"), "VCF_CDS_PUBLIC_URL": PUBLIC_URL}
+    with serving(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite3'}", env=env) as served:
+
+        def call(next_link: str) -> tuple[int, bytes]:
+            body = hook_call(own)
+            body["prefetch"]["conditions"] = bundle()
+            body["prefetch"]["conditions"]["link"] = [{"relation": "next", "url": next_link}]
+            token = signer.sign(claims(datetime.now(UTC), aud=SERVICE_URL))
+            url = served.base + "/cds-services/vcf-patient-view"
+            return http("POST", url, body, Authorization=f"Bearer {token}")
+
+        for escape in (f"{other}/{QUERY}", f"../tenant-b/{QUERY}"):
+            status, raw = call(escape)
+            assert status == 412 and b"next link is not on fhirServer; not followed" in raw, escape
+        assert call(f"{own}/{QUERY}")[0] == 200
