@@ -49,6 +49,9 @@ class RefusedOrigins:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._seen)
+
     def report(self, origin: str) -> None:
         key = origin[:ORIGIN_LOGGED_CHARS]
         with self._lock:
