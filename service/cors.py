@@ -8,9 +8,14 @@ before authentication, since browsers send it without credentials. No cookies ar
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections import OrderedDict
 
 from flask import Flask, Response, request
+
+log = logging.getLogger("vcf_cds.cors")
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, Accept"
@@ -18,6 +23,8 @@ EXPOSE_HEADERS = "WWW-Authenticate"
 MAX_AGE = "600"  # seconds a browser may cache a preflight answer
 
 ORIGIN = re.compile(r"https?://[^/?#\s]+")
+REFUSED_ORIGINS_REMEMBERED = 1024  # per process; a new origin past that forgets the oldest
+ORIGIN_LOGGED_CHARS = 200  # the header is the caller's text: bounded in the log line
 
 
 def parse_origins(values: list[str]) -> frozenset[str]:
@@ -31,9 +38,40 @@ def parse_origins(values: list[str]) -> frozenset[str]:
     return frozenset(origins)
 
 
+class RefusedOrigins:
+    """Says once per origin that its preflight was refused, so an integrator whose sandbox shows "no
+    cards" finds the reason in the log. Only preflights: a same-origin POST (the viewer) carries an
+    ``Origin`` too, and is no refusal. The set is a bounded LRU: a stream of made-up origins costs at
+    most one line per request (as the access log does) and never more memory than the cap."""
+
+    def __init__(self, cap: int = REFUSED_ORIGINS_REMEMBERED) -> None:
+        self.cap = cap
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def report(self, origin: str) -> None:
+        key = origin[:ORIGIN_LOGGED_CHARS]
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return
+            self._seen[key] = None
+            if len(self._seen) > self.cap:
+                self._seen.popitem(last=False)
+        # the origin alone (repr: a control character cannot forge a log line); no other header
+        log.warning(
+            "CORS preflight from %r refused: the origin is not in VCF_CDS_CORS_ORIGINS (reported once per origin)",
+            key,
+        )
+
+
 def init_app(app: Flask) -> None:
     origins = parse_origins(list(app.config["CORS_ORIGINS"]))
     any_origin = "*" in origins
+    refused = RefusedOrigins()
 
     def is_preflight() -> bool:
         return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
@@ -47,6 +85,8 @@ def init_app(app: Flask) -> None:
         response.vary.add("Origin")  # the answer depends on Origin: shared caches must key on it
         origin = request.headers.get("Origin")
         if not origin or not (any_origin or origin.lower() in origins):
+            if origin and is_preflight():
+                refused.report(origin)
             return response
         response.headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
         if is_preflight():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decide import Assessment, Caution, Criterion
+from .decide.documentation import what_to_document
 from .facts import Ignored
 from .ignored import ignored_note
 
@@ -44,7 +45,9 @@ REFERRAL_TEXT = {
     "oncology": "Referral to oncology for work-up and biopsy",
     "infection": "Referral to infectious diseases / spine surgery for spinal infection",
 }
-STATUS_TEXT = {"met": "✅ met", "not-met": "❌ not met", "unknown": "❔ unknown"}
+# Words, not emoji: an EHR's machine may have no emoji font (a status would show as an empty box);
+# the developer viewer may decorate these words, the card itself stays plain text (tests/test_card_text.py)
+STATUS_TEXT = {"met": "Met", "not-met": "Not met", "unknown": "Unknown"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#!~])")
 
 
@@ -66,13 +69,30 @@ def summary(text: str) -> str:
 
 
 def criteria_table(criteria: Iterable[Criterion]) -> str:
-    rows = ["| Criterion | Status | Evidence | Source |", "|---|---|---|---|"]
-    for c in criteria:
-        evidence = ", ".join(md(r) for r in c.evidence)
-        if c.note:
-            evidence = md(c.note) + (f" ({evidence})" if evidence else "")
-        rows.append(f"| {md(c.label)} | {STATUS_TEXT[c.status]} | {evidence or '—'} | {c.source} |")
-    return "\n".join(rows)
+    """What decides the card first: a table of the criteria not met, then the unknown ones; the met
+    criteria follow in one line, so a card with many met criteria still shows its reasons unscrolled."""
+    criteria = tuple(criteria)
+    open_ = [c for status in ("not-met", "unknown") for c in criteria if c.status == status]
+    met = [c for c in criteria if c.status == "met"]
+    parts = []
+    if open_:
+        rows = ["| Criterion | Status | Evidence | Source |", "|---|---|---|---|"]
+        for c in open_:
+            evidence = ", ".join(md(r) for r in c.evidence)
+            if c.note:
+                evidence = md(c.note) + (f" ({evidence})" if evidence else "")
+            rows.append(f"| {md(c.label)} | {STATUS_TEXT[c.status]} | {evidence or '—'} | {c.source} |")
+        parts.append("\n".join(rows))
+    if met:
+        parts.append(
+            f"**{STATUS_TEXT['met']}:** " + "; ".join(md(c.label) + (f": {md(c.note)}" if c.note else "") for c in met)
+        )
+    return "\n\n".join(parts)
+
+
+def not_documented(missing: Iterable[str]) -> str:
+    """The ``missing`` ids in clinical words (the extension keeps the ids)."""
+    return "**Not documented** (unknown, not negative): " + ", ".join(what_to_document(m) for m in missing)
 
 
 def extension(a: Assessment, kind: str, criteria: Iterable[Criterion], **extra: Any) -> dict[str, Any]:
@@ -114,8 +134,10 @@ def service_request(
         "priority": priority,
         "code": code or {"text": text},
         "subject": {"reference": f"Patient/{ctx.patient_id}"},
-        "reasonReference": [{"reference": r} for r in reasons],
     }
+    reasons = list(reasons)
+    if reasons:  # FHIR JSON has no empty arrays: no reason, no element
+        resource["reasonReference"] = [{"reference": r} for r in reasons]
     if category:
         resource["category"] = [category]
     if ctx.user_id and "/" in ctx.user_id:
@@ -182,7 +204,7 @@ def _detail(a: Assessment, ctx: CardContext) -> str:
         lines = "\n".join(f"- {md(c.text)} ({c.source}; {', '.join(md(r) for r in c.evidence)})" for c in a.cautions)
         parts.append("**Cautions** (relative contraindications; they do not change the recommendation):\n" + lines)
     if a.missing:
-        parts.append("**Not documented** (unknown, not negative): " + ", ".join(m.replace("_", " ") for m in a.missing))
+        parts.append(not_documented(a.missing))
     parts += [md(n) for n in a.notes]
     if a.recommendation == "augmentation":
         parts.append(EVIDENCE_CAVEAT)

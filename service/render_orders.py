@@ -16,6 +16,7 @@ from .render import (
     evidence_links,
     extension,
     md,
+    not_documented,
     override_reasons,
     service_request,
     suggestions_for,
@@ -46,19 +47,15 @@ def order_check_card(a: Assessment | None, orders: list[DraftOrder], ctx: CardCo
     else:
         indicator = max(("warning", a.indicator), key=_SEVERITY.__getitem__)
         title = f"Augmentation order not supported: {a.headline}"
-        unmet = [c.label for c in a.criteria if c.status == "not-met"]
-        unknown = [c.label for c in a.criteria if c.status == "unknown"]
         parts.append(
             f"**The drafted vertebral augmentation does not meet the criteria.** Recommended instead: {md(a.headline)}."
         )
-        if unmet:
-            parts.append("**Not met:** " + "; ".join(md(x) for x in unmet))
-        if unknown:
-            parts.append("**Unknown (not documented):** " + "; ".join(md(x) for x in unknown))
         suggestions = [_replacement(a, orders, ctx)]
     parts.append(criteria_table(a.criteria))
     if a.cautions:
         parts.append("**Cautions:**\n" + "\n".join(f"- {md(c.text)} ({c.source})" for c in a.cautions))
+    if a.missing:
+        parts.append(not_documented(a.missing))
     parts += [md(n) for n in a.notes]
     parts += [EVIDENCE_CAVEAT, "_Decision support for the clinician, not a decision._"]
     return _card(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.cors import parse_origins
+from service.cors import RefusedOrigins, parse_origins
 from service.pipeline import Engine
 
 SANDBOX = "https://sandbox.cds-hooks.org"
@@ -100,3 +101,52 @@ def test_origins_are_normalised_and_checked() -> None:
     for bad in ("sandbox.cds-hooks.org", "https://sandbox.cds-hooks.org/path", "ftp://x"):
         with pytest.raises(ValueError, match="not an origin"):
             parse_origins([bad])
+
+
+def cors_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "vcf_cds.cors" and r.levelno == logging.WARNING]
+
+
+def test_a_refused_preflight_is_logged_once_per_origin_with_the_origin_only(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an integrator whose sandbox shows "no cards" must find why in the log
+    client = make_client(engine, tmp_path, [SANDBOX])
+    other = "http://localhost:8080"
+    with caplog.at_level(logging.INFO, logger="vcf_cds"):
+        for origin in (EVIL, EVIL, other, EVIL, SANDBOX):
+            client.options(
+                "/cds-services/vcf-patient-view",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization, x-canary-7f3a",
+                    "Referer": "https://evil.example.com/page?patient=canary-7f3a",
+                },
+            )
+        client.get("/cds-services", headers={"Origin": "https://third.example.com"})  # no preflight: no refusal
+    warnings = cors_warnings(caplog)
+    assert len(warnings) == 2
+    assert EVIL in warnings[0] and other in warnings[1]
+    assert "VCF_CDS_CORS_ORIGINS" in warnings[0]
+    assert "canary" not in caplog.text and "authorization" not in caplog.text.lower()
+
+
+def test_the_once_per_origin_memory_is_capped() -> None:
+    refused = RefusedOrigins(cap=3)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(str(record.args))  # type: ignore[method-assign]
+    logger = logging.getLogger("vcf_cds.cors")
+    logger.addHandler(handler)
+    try:
+        for i in range(10):
+            refused.report(f"https://o{i}.example.com")
+            assert len(refused) <= 3
+        refused.report("https://o9.example.com")  # remembered: not logged again
+        refused.report("https://o0.example.com")  # forgotten (oldest): logged again
+        refused.report("https://" + "x" * 5000 + ".example.com")  # a huge header: bounded in the log
+    finally:
+        logger.removeHandler(handler)
+    assert len(logged) == 12 and "o0.example" in logged[10]
+    assert len(logged[11]) < 300

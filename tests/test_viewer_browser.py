@@ -132,10 +132,17 @@ def test_a_fixture_is_replayed_and_its_cards_rendered(browser: WebDriver, base_u
     card = cards[0]
     assert card.find_element(By.CSS_SELECTOR, ".indicator").text == "WARNING"
     assert "vertebral augmentation" in card.find_element(By.CSS_SELECTOR, ".summary").text
-    # the Markdown detail: bold headline, criteria table, evidence caveat
+    # the Markdown detail: bold headline, the open criteria as a table, the met ones in one line
     detail = card.find_element(By.CSS_SELECTOR, ".detail")
     assert detail.find_element(By.CSS_SELECTOR, "p strong").text.endswith("vertebral augmentation.")
-    assert "Pain NRS ≥ 5" in detail.find_element(By.CSS_SELECTOR, "table").text
+    edema = detail.find_element(By.CSS_SELECTOR, "table tbody tr")
+    assert "marrow edema" in edema.text
+    # the card says the status in words; colouring them is the viewer's own decoration
+    status = edema.find_elements(By.CSS_SELECTOR, "td")[1]
+    assert status.text == "Unknown" and "status--unknown" in str(status.get_attribute("class"))
+    met = next(p for p in detail.find_elements(By.CSS_SELECTOR, "p") if p.text.startswith("Met:"))
+    assert "Pain NRS ≥ 5" in met.text and "Point tenderness" in met.text
+    assert "Not documented (unknown, not negative): MRI marrow edema, INR, platelet count" in detail.text
     # the assessment's criteria table
     pain = card.find_element(By.CSS_SELECTOR, "table.criteria tr[data-criterion=pain_nrs_5] .status")
     assert pain.text == "met" and "status--met" in str(pain.get_attribute("class"))

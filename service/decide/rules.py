@@ -453,7 +453,7 @@ def _criteria(s: Situation) -> list[Criterion]:
     age_note = f"{age} days ({age / 7:.0f} weeks)" if age is not None else "no onset date"
     # delayed healing (G) or nonunion (K) is coded: the fracture is documented as not healing
     # (PARMAR-2019), so the card must never call it healed, however old it is
-    healing_note = "; coded as delayed healing or nonunion: not healed" if s.non_healing else ""
+    healing_note = ", coded as delayed healing or nonunion: not healed" if s.non_healing else ""
     out += [
         Criterion(
             "fracture_not_chronic",

@@ -291,6 +291,7 @@
     const indicator = ["info", "warning", "critical"].includes(card.indicator) ? card.indicator : "info";
     const detail = el("div", { class: "detail markdown" });
     detail.append(window.vcfMarkdown.render(card.detail || ""));
+    decorateStatuses(detail);
     const actions = el("pre", { class: "actions" });
     actions.hidden = true;
     return el(
@@ -310,6 +311,17 @@
       renderOverride(card.overrideReasons),
       renderAssessment((card.extension || {})[EXTENSION])
     );
+  }
+
+  // The card's Markdown says a criterion's status in words that every font has ("Met", "Not met",
+  // "Unknown"); colouring them is the viewer's own decoration, an EHR shows the words as they are.
+  const STATUS_WORDS = { met: "met", "not met": "not-met", unknown: "unknown" };
+
+  function decorateStatuses(detail) {
+    for (const cell of detail.querySelectorAll("td")) {
+      const status = STATUS_WORDS[cell.textContent.trim().toLowerCase()];
+      if (status) cell.classList.add("status", "status--" + status);
+    }
   }
 
   function renderSource(source) {
