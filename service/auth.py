@@ -115,7 +115,7 @@ class MemoryReplayStore:
 
     Bounded: ``capacity`` unexpired entries at most; when full it refuses (fail closed) instead of
     evicting an entry whose token could still be replayed. Only verified tokens reach it, so only a
-    trusted issuer can fill it. Per process: see the README on several workers or replicas.
+    trusted issuer can fill it. Per process, so for tests: the app uses the database's (replay_store.py).
     """
 
     def __init__(self, capacity: int = REPLAY_CAPACITY):
