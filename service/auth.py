@@ -29,11 +29,9 @@ import jwt
 import orjson
 from flask import Flask, current_app, g, request
 
-from . import metrics
 from .config import public_url as parse_public_url
 from .errors import AuthenticationError
 from .jwks import JwkList, JwksCache, JwksError
-from .replay_store import DatabaseReplayStore
 
 log = logging.getLogger("vcf_cds.auth")
 
@@ -466,6 +464,11 @@ def _printable(value: object) -> str | None:
 
 
 def init_app(app: Flask) -> None:
+    # here, not at the top: `vcf-cds serve` imports this module before it sets up multiprocess
+    # metrics, and prometheus_client must not be imported before that (service/metrics.py)
+    from . import metrics
+    from .replay_store import DatabaseReplayStore
+
     mode = str(app.config["AUTH"])
     issuers = app.config.get("ISSUERS")  # a test may hand a registry in directly
     if not isinstance(issuers, IssuerRegistry):
