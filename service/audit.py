@@ -1,4 +1,5 @@
 """The audit log: one row per hook call to a known service, answered or refused, plus its cards.
+Refusals for want of a valid token (401) are counted in the metrics and the log instead.
 
 A row holds the time, service, hook, ``hookInstance``, recommendation, rules version, HTTP status,
 duration and an HMAC-SHA256 of the patient id under the site's audit key: with the key an auditor
@@ -123,14 +124,19 @@ def note_request(body: Any) -> None:
     if record is None or not isinstance(body, dict):
         return
     if isinstance(body.get("hook"), str):
-        record.hook = body["hook"][:64]
+        record.hook = _storable(body["hook"], 64)
     if isinstance(body.get("hookInstance"), str):
-        record.hook_instance = body["hookInstance"][:128]
+        record.hook_instance = _storable(body["hookInstance"], 128)
         g.hook_instance = record.hook_instance  # correlation id of every log line from here on
     context = body.get("context")
     patient_id = context.get("patientId") if isinstance(context, dict) else None
     if isinstance(patient_id, str) and patient_id.strip():
         record.patient_hash = current_app.extensions["vcf_cds_audit_key"].hash(patient_id)
+
+
+def _storable(value: str, length: int) -> str:
+    # PostgreSQL text cannot hold NUL: a request that carries one (refused with 400) is still audited
+    return value[:length].replace("\x00", "\ufffd")
 
 
 def note_result(result: HookResult) -> None:
@@ -157,7 +163,10 @@ def _finish(response: Response) -> Response:
     key: AuditKey = current_app.extensions["vcf_cds_audit_key"]
     rows = audit_rows(record, status=status, seconds=seconds, rules_version=engine.rules_version, key=key)
     try:
-        current_app.extensions["vcf_cds_audit_writer"].submit(rows)
+        # a 401 is counted (metrics, log), not stored: anyone can send them, and a durable row each
+        # would let them fill the disk
+        if status != 401:
+            current_app.extensions["vcf_cds_audit_writer"].submit(rows)
     except SQLAlchemyError as e:
         metrics.AUDIT_FAILURES.inc()
         log.error("audit row not written (%s)", type(e).__name__, extra={"service": record.service})

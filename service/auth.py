@@ -115,7 +115,7 @@ class MemoryReplayStore:
 
     Bounded: ``capacity`` unexpired entries at most; when full it refuses (fail closed) instead of
     evicting an entry whose token could still be replayed. Only verified tokens reach it, so only a
-    trusted issuer can fill it. Per process: see the README on several workers or replicas.
+    trusted issuer can fill it. Per process, so for tests: the app uses the database's (replay_store.py).
     """
 
     def __init__(self, capacity: int = REPLAY_CAPACITY):
@@ -443,7 +443,7 @@ def _public_key(jwk: dict[str, Any], alg: str, reject: Rejecter) -> Any:
 
 @dataclass
 class Authenticator:
-    """Per-app state: the issuers, this process's replay store and the JWK Set cache."""
+    """Per-app state: the issuers, the replay store and this process's JWK Set cache."""
 
     issuers: IssuerRegistry
     mode: str  # "on" or "off" (VCF_CDS_AUTH)
@@ -472,12 +472,32 @@ def is_clinical_path(path: str) -> bool:
     return path == CLINICAL_PREFIX or path.startswith(CLINICAL_PREFIX + "/")
 
 
+def reason_class(reason: str) -> str:
+    """A closed vocabulary for the metric's label (the reasons themselves may quote the token)."""
+    if reason == "no Bearer token":
+        return "no-token"
+    if reason == "jti replayed":
+        return "replayed"
+    if reason in ("expired", "not valid yet (nbf)", "iat in the future", "exp too far in the future"):
+        return "time"
+    if reason in ("iss not trusted", "tenant not trusted for this issuer", "aud is not the URL called"):
+        return "not-trusted"
+    if reason == "replay store full":
+        return "replay-store-full"
+    return "invalid"
+
+
 def _printable(value: object) -> str | None:
     # the log names the claimed issuer and key; both are attacker-chosen strings, so bound and quote them
     return repr(value[:100]) if isinstance(value, str) else None
 
 
 def init_app(app: Flask) -> None:
+    # here, not at the top: `vcf-cds serve` imports this module before it sets up multiprocess
+    # metrics, and prometheus_client must not be imported before that (service/metrics.py)
+    from . import metrics
+    from .replay_store import DatabaseReplayStore
+
     mode = str(app.config["AUTH"])
     issuers = app.config.get("ISSUERS")  # a test may hand a registry in directly
     if not isinstance(issuers, IssuerRegistry):
@@ -486,6 +506,8 @@ def init_app(app: Flask) -> None:
     if issuers and mode != "off" and not public_url:
         raise PublicUrlRequiredError(PUBLIC_URL_REQUIRED)
     auth = Authenticator(issuers=issuers, mode=mode, public_url=public_url)
+    # in the database, shared by every worker and replica; the benchmark's ablation hands one in
+    auth.replay = app.config.get("REPLAY_STORE") or DatabaseReplayStore(app.extensions["vcf_cds_db"].engine)
     if app.config.get("JWKS_SOURCE") is not None:
         auth.key_source = app.config["JWKS_SOURCE"]
     app.extensions["vcf_cds_auth"] = auth
@@ -499,6 +521,7 @@ def init_app(app: Flask) -> None:
             if is_loopback(request.remote_addr):
                 return  # development on this machine (vcf-cds serve warns loudly)
             log.warning("unauthenticated call from a non-loopback address refused: no trusted issuers configured")
+            metrics.UNAUTHENTICATED.labels(reason="no-issuers").inc()
             raise AuthenticationError("Authentication failed.")
         match = BEARER.fullmatch(request.headers.get("Authorization", ""))
         try:
@@ -514,4 +537,5 @@ def init_app(app: Flask) -> None:
             )
         except TokenRejectedError as e:
             log.warning("JWT rejected: %s (iss=%s kid=%s)", e.reason, _printable(e.iss), _printable(e.kid))
+            metrics.UNAUTHENTICATED.labels(reason=reason_class(e.reason)).inc()
             raise AuthenticationError("Authentication failed.") from None

@@ -1,4 +1,5 @@
-"""The ``vcf-cds`` command: serve, replay, check-mappings, feedback-report, healthcheck, audit-hash."""
+"""The ``vcf-cds`` command: serve, replay, check-mappings, feedback-report, prune-audit, healthcheck,
+audit-hash."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = sub.add_parser("feedback-report", help="acceptance and override rates per recommendation")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    prune = sub.add_parser("prune-audit", help="delete audit rows (and their cards' feedback) past a retention")
+    prune.add_argument("--older-than", type=int, required=True, metavar="DAYS", help="retention in days (≥ 1)")
+
     sub.add_parser("healthcheck", help="exit 0 if the local server answers /healthz (container HEALTHCHECK)")
 
     audit_hash = sub.add_parser("audit-hash", help="the audit log's hash of a patient id (VCF_CDS_AUDIT_KEY)")
@@ -56,6 +60,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return run_replay(args.paths, args.service, args.now, args.json)
     if args.command == "feedback-report":
         return run_feedback_report(args.json)
+    if args.command == "prune-audit":
+        return run_prune_audit(args.older_than)
     if args.command == "healthcheck":
         return healthcheck()
     if args.command == "audit-hash":
@@ -105,6 +111,35 @@ def run_feedback_report(as_json: bool) -> int:
         sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(format_report(report))
+    return 0
+
+
+def run_prune_audit(days: int) -> int:
+    from datetime import timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import Database, display_url, has_schema, utcnow
+    from .retention import prune_audit
+
+    if days < 1:
+        print("vcf-cds prune-audit: --older-than must be at least 1 (days)", file=sys.stderr)
+        return 2
+    url = str(settings_or_exit()["DATABASE_URL"])
+    before = utcnow() - timedelta(days=days)
+    try:
+        database = Database(url)
+        if not has_schema(database.engine):
+            print(f"{display_url(url)} holds no vcf-cds tables: is VCF_CDS_DATABASE_URL right?", file=sys.stderr)
+            return 1
+        pruned = prune_audit(database.engine, before)
+    except SQLAlchemyError as e:
+        print(f"cannot prune {display_url(url)}: {type(e).__name__}", file=sys.stderr)
+        return 1
+    print(
+        f"deleted {pruned.audit_rows} audit rows, {pruned.issued_cards} issued cards and "
+        f"{pruned.feedback_items} feedback items older than {before.isoformat(timespec='seconds')}"
+    )
     return 0
 
 

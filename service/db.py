@@ -135,7 +135,24 @@ feedback = Table(
     Column("user_comment", Text),  # only with VCF_CDS_FEEDBACK_COMMENTS=on: free text may hold PHI
     Column("card_known", Boolean, nullable=False),  # False: no card with this uuid was issued here
     # An EHR that retries sends the same item again: the same card, outcome and moment is one event
-    UniqueConstraint("card_uuid", "outcome", "outcome_at", name="uq_feedback_item"),
+    UniqueConstraint("service", "card_uuid", "outcome", "outcome_at", name="uq_feedback_item"),
+)
+
+# JWT `jti`s seen, shared by every worker and replica (replay_store.py); a row outlives its token
+jwt_replay = Table(
+    "jwt_replay",
+    metadata,
+    Column("key", String(64), primary_key=True),  # SHA-256 of (iss, jti), hex: fixed width, no token text
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_jwt_replay_expires_at", "expires_at"),
+)
+
+# One row, rewritten by /readyz: proof that the database still takes a durable write (ops.py)
+heartbeat = Table(
+    "heartbeat",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
 )
 
 

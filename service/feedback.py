@@ -2,8 +2,11 @@
 
 ``POST /cds-services/{id}/feedback`` with ``{"feedback": [{card, outcome, acceptedSuggestions,
 overrideReason, outcomeTimestamp}]}``. Every item is committed before the 200. An item seen before
-(same card, outcome and outcomeTimestamp) is a duplicate: counted, not stored twice, still 200.
-Feedback on a card uuid this service never issued is stored and flagged (``card_known`` false).
+(same service, card, outcome and outcomeTimestamp) is a duplicate: counted, not stored twice, still
+200. Feedback on a card uuid this service never issued is stored and flagged (``card_known`` false).
+A body is validated whole before any of it is written, including what the database could never
+store (NUL characters, out-of-range times): that is a 400, not a 503 that every retry meets again.
+The report counts cards, each by its latest outcome, not feedback items.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import Insert, Table, and_, func, select
+from sqlalchemy import Insert, Subquery, Table, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,6 +35,29 @@ bp = Blueprint("feedback", __name__)
 
 MAX_ITEMS = 100  # an EHR batches feedback per card; a hundred is far beyond any real batch
 _ID = validate.Length(min=1, max=128)
+# outcomeTimestamp: a clinician's action, so near now; the bounds keep it (and its UTC form) well
+# inside what Python, SQLite and PostgreSQL all store and read back in any session time zone
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+class _Text(fields.String):
+    """A string the database can store: PostgreSQL text holds no NUL character."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain the NUL character (\\u0000).")
+        return text
+
+
+def _storable_moment(value: datetime) -> None:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None  # its UTC form is outside the years 1–9999
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValidationError("Must lie between 1900-01-01T00:00:00Z and 3000-01-01T00:00:00Z.")
 
 
 class _Lenient(Schema):
@@ -40,27 +66,29 @@ class _Lenient(Schema):
 
 
 class CodingSchema(_Lenient):
-    system = fields.String(validate=validate.Length(max=255))
-    code = fields.String(required=True, validate=_ID)
-    display = fields.String(validate=validate.Length(max=255))
+    system = _Text(validate=validate.Length(max=255))
+    code = _Text(required=True, validate=_ID)
+    display = _Text(validate=validate.Length(max=255))
 
 
 class OverrideReasonSchema(_Lenient):
     reason = fields.Nested(CodingSchema)
-    userComment = fields.String(validate=validate.Length(max=4000))
+    userComment = _Text(validate=validate.Length(max=4000))
 
 
 class AcceptedSuggestionSchema(_Lenient):
-    id = fields.String(required=True, validate=_ID)
+    id = _Text(required=True, validate=_ID)
 
 
 class FeedbackItemSchema(_Lenient):
-    card = fields.String(required=True, validate=_ID)
+    card = _Text(required=True, validate=_ID)
     outcome = fields.String(required=True, validate=validate.OneOf(["accepted", "overridden"]))
     acceptedSuggestions = fields.List(fields.Nested(AcceptedSuggestionSchema), validate=validate.Length(max=50))
     overrideReason = fields.Nested(OverrideReasonSchema)
     # the spec asks for UTC; an offset is honoured, a bare time is read as UTC
-    outcomeTimestamp = fields.AwareDateTime(required=True, format="iso", default_timezone=UTC)
+    outcomeTimestamp = fields.AwareDateTime(
+        required=True, format="iso", default_timezone=UTC, validate=_storable_moment
+    )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -219,14 +247,18 @@ class OverrideReasonRow:
     count: int
 
 
+COUNTED_PER = "issued card, by its latest outcome (not per feedback item)"
+
+
 @dataclass
 class Report:
     recommendations: list[RecommendationRow]
     override_reasons: list[OverrideReasonRow]
-    unknown_cards: dict[str, int]  # outcome → feedback items on cards never issued here
+    unknown_cards: dict[str, int]  # latest outcome → cards never issued here that got feedback
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "countedPer": COUNTED_PER,
             "recommendations": [r.as_json() for r in self.recommendations],
             "overrideReasons": [
                 {
@@ -242,16 +274,35 @@ class Report:
         }
 
 
+def latest_outcomes() -> Subquery:
+    """Each card's latest feedback item (by outcomeTimestamp, then arrival): one row per card."""
+    fb = feedback_table.c
+    ranked = select(
+        fb.service,
+        fb.card_uuid,
+        fb.outcome,
+        fb.override_system,
+        fb.override_code,
+        fb.override_display,
+        func.row_number()
+        .over(partition_by=(fb.service, fb.card_uuid), order_by=(fb.outcome_at.desc(), fb.id.desc()))
+        .label("rank"),
+    ).subquery()
+    return select(ranked).where(ranked.c.rank == 1).subquery("latest")
+
+
 def feedback_report(db: Database) -> Report:
-    """Cards issued and feedback items by (service, kind, recommendation); override reasons; unknown cards."""
-    card, fb = issued_card.c, feedback_table.c
+    """Cards issued and their latest outcomes by (service, kind, recommendation); override reasons;
+    cards never issued here. Every count is of cards, not feedback items."""
+    latest = latest_outcomes()
+    card, fb = issued_card.c, latest.c
     rows: dict[tuple[str, str, str | None], RecommendationRow] = {}
 
     def row(service: str, kind: str, recommendation: str | None) -> RecommendationRow:
         return rows.setdefault((service, kind, recommendation), RecommendationRow(service, kind, recommendation))
 
     same_card = and_(card.uuid == fb.card_uuid, card.service == fb.service)
-    joined = feedback_table.join(issued_card, same_card)
+    joined = latest.join(issued_card, same_card)
     with db.engine.connect() as connection:
         issued = select(card.service, card.kind, card.recommendation, func.count()).group_by(
             card.service, card.kind, card.recommendation
@@ -282,7 +333,7 @@ def feedback_report(db: Database) -> Report:
         override_reasons = [OverrideReasonRow(*r) for r in connection.execute(reasons)]
         unknown = (
             select(fb.outcome, func.count())
-            .select_from(feedback_table.outerjoin(issued_card, same_card))
+            .select_from(latest.outerjoin(issued_card, same_card))
             .where(card.uuid.is_(None))
             .group_by(fb.outcome)
         )
@@ -294,7 +345,7 @@ def feedback_report(db: Database) -> Report:
 
 def format_report(report: Report) -> str:
     """The report as terminal tables."""
-    lines = []
+    lines = [f"Counted per {COUNTED_PER}.", ""]
     header = ("service", "kind", "recommendation", "issued", "accepted", "overridden", "acceptance", "override")
     table: list[tuple[str, ...]] = [header]
     for r in report.recommendations:
@@ -323,7 +374,7 @@ def format_report(report: Report) -> str:
         lines.append("(no overrides yet)")
     if report.unknown_cards:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.unknown_cards.items()))
-        lines += ["", f"feedback on cards this service has no record of: {counts}"]
+        lines += ["", f"cards with feedback that this service has no record of: {counts}"]
     return "\n".join(lines)
 
 

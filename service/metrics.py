@@ -49,6 +49,15 @@ AUDIT_FAILURES = Counter(
     "vcf_cds_audit_write_failures",
     "Audit rows that could not be written (the hook call was refused with 503)",
 )
+UNAUTHENTICATED = Counter(
+    "vcf_cds_unauthenticated_calls",
+    "Calls to /cds-services refused with 401 (no audit row is written for them), by reason class",
+    ["reason"],
+)
+REPLAY_STORE_FAILURES = Counter(
+    "vcf_cds_replay_store_failures",
+    "JWT replay checks the database could not answer (the call was refused with 503)",
+)
 # For the FHIR client (service/fhirclient.py): one call per search or page it fetches
 FHIR_CALLS = Counter(
     "vcf_cds_fhir_fallback_calls",

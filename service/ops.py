@@ -1,8 +1,8 @@
 """Operations endpoints: liveness, readiness, Prometheus metrics; and the per-request counter.
 
 ``/healthz`` says the process answers (no dependencies: a database outage must not get every
-container restarted); ``/readyz`` says it can serve (database reachable with a current schema,
-value sets and services loaded), so a load balancer stops routing to it otherwise.
+container restarted); ``/readyz`` says it can serve (database reachable with a current schema and
+taking writes, value sets and services loaded), so a load balancer stops routing to it otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from . import metrics
 from .api import json_response
 from .db import get_db
 from .errors import ServiceUnavailableError
+from .heartbeat import WriteProbe
 from .pipeline import Engine
 
 bp = Blueprint("ops", __name__)
@@ -22,6 +23,7 @@ bp = Blueprint("ops", __name__)
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.after_request(_count)
+    app.extensions["vcf_cds_write_probe"] = WriteProbe(app.extensions["vcf_cds_db"].engine)
 
 
 def _count(response: Response) -> Response:
@@ -40,7 +42,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     engine: Engine = current_app.extensions["vcf_cds"]
     problems = []
-    database = get_db().check()
+    database = get_db().check() or current_app.extensions["vcf_cds_write_probe"].check()
     if database:
         problems.append(database)
     if not engine.terminology.valuesets or not engine.catalog:
