@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from service.pipeline import Engine
 
 from conftest import ROOT, TEST_AUDIT_KEY
 from smart_ehr import (
+    CLINICIAN,
     FakeEhr,
     LaunchContext,
     Served,
@@ -324,6 +326,128 @@ def test_csrf_token_is_required(world: World) -> None:
         timeout=60,
     )
     assert answer.status_code == 403 and "CSRF" in answer.text
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian 'chromium' and 'chromium-driver' (bash scripts/setup-system installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency: bash scripts/setup")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1800",
+    ):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _ready(driver: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60).until(
+        lambda d: (
+            d.execute_script("return document.readyState") == "complete"
+            and d.execute_script("return document.body.dataset.ready") == "true"
+        )
+    )
+
+
+def _problems(driver: Any) -> list[str]:
+    """Console errors, CSP violations among them (Chromium reports them as SEVERE)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+
+
+def _record(driver: Any, finding: str, choice: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    form = driver.find_element(By.ID, f"form-{finding}")
+    form.find_element(By.CSS_SELECTOR, f'input[value="{choice}"]').click()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def _recommendation(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "recommendation-value").text)
+
+
+def test_clinician_launches_sees_the_timeline_and_records_findings(world: World, chromium: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    card = hook_call(world, "hook-browser-1")
+    link = next(x for x in card["links"] if x["type"] == "smart")
+    launch = world.ehr.launch(LaunchContext("pv45", app_context=link["appContext"]))
+    before = {o["id"] for o in world.observations("pv45")}
+
+    # the EHR opens the card's link with iss and launch; the rest is redirects to the EHR and back
+    chromium.get(f"{link['url']}?{urlencode({'iss': world.ehr.iss, 'launch': launch})}")
+    _ready(chromium)
+    assert urlsplit(chromium.current_url).path == "/app/"
+    assert chromium.get_screenshot_as_file(str(ARTIFACTS / "smart-1-launch.png"))
+    assert _problems(chromium) == []  # no CSP violation: plotly.js drew under the page's policy
+    old = card["extension"]["org.vcfcds"]["recommendation"]
+    assert _recommendation(chromium) == old
+
+    plot = chromium.find_element(By.ID, "timeline")
+    svg_text = " ".join(t.text for t in plot.find_elements(By.CSS_SELECTOR, "text"))
+    # readable without colour: thresholds, bands, lanes and the decision are written on the chart
+    for words in ("NRS 5", "NRS 7", "NRS 8", "3 weeks", "6 weeks", "Fracture", "Decision", f"{old}"):
+        assert words in svg_text, words
+    assert plot.screenshot(str(ARTIFACTS / "smart-2-timeline.png"))
+    evidence = chromium.find_element(By.ID, "criteria").text
+    assert re.search(r"2026-\d\d-\d\d", evidence)  # evidence resolved to dates
+
+    form = chromium.find_element(By.ID, "form-point-tenderness")
+    form.find_element(By.CSS_SELECTOR, 'input[value="present"]').click()
+    chromium.execute_script("arguments[0].scrollIntoView()", form)
+    assert chromium.get_screenshot_as_file(str(ARTIFACTS / "smart-3-record-finding.png"))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _ready(chromium)
+    assert "Recorded on the EHR" in chromium.find_element(By.ID, "notice").text
+    assert not chromium.find_elements(By.ID, "form-point-tenderness")  # documented now
+    _record(chromium, "marrow-edema", "present")
+    _ready(chromium)
+    assert _problems(chromium) == []
+    new = _recommendation(chromium)
+    chromium.execute_script("window.scrollTo(0, 0)")
+    assert chromium.get_screenshot_as_file(str(ARTIFACTS / "smart-4-new-card.png"))
+
+    created = [o for o in world.observations("pv45") if o["id"] not in before]
+    assert sorted(o["code"]["coding"][0]["code"] for o in created) == ["marrow-edema", "point-tenderness"]
+    for o in created:
+        assert o["code"]["coding"][0]["system"] == "http://vcf-cds.org/fhir/CodeSystem/finding"
+        assert o["subject"] == {"reference": "Patient/pv45"}
+        assert o["performer"] == [{"reference": CLINICIAN}]
+        assert o["status"] == "final" and o["valueBoolean"] is True and o["effectiveDateTime"].startswith("2026-06-15")
+    # the app's new recommendation is the hook endpoint's for the record with the two findings
+    body = json.loads(json.dumps(FIXTURE["request"]))
+    body["hookInstance"] = "hook-browser-2"
+    body["prefetch"]["observations"]["entry"] += [{"resource": o} for o in created]
+    answer = requests.post(f"{world.app_url}/cds-services/vcf-patient-view", json=body, timeout=30).json()
+    expected = next(c for c in answer["cards"] if c["extension"]["org.vcfcds"]["kind"] == "recommendation")
+    assert new == expected["extension"]["org.vcfcds"]["recommendation"] != old
 
 
 def test_no_token_in_pages_logs_or_urls(world: World) -> None:

@@ -60,7 +60,8 @@ def _lane(fig: go.Figure, lane: str, points: list[tuple[Any, str]], symbol: str,
             y=[lane] * len(points),
             text=[p[1] for p in points],
             mode="markers+text",
-            textposition="top center",
+            # alternate above and below: findings recorded together must not print over each other
+            textposition=["top center" if n % 2 == 0 else "bottom center" for n in range(len(points))],
             marker={"symbol": symbol, "size": 12, "color": INK, "line": {"width": 1.5, "color": INK}},
             name=name,
             hovertemplate="%{x|%Y-%m-%d}: %{text}<extra></extra>",
@@ -105,7 +106,7 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
             col=1,
         )
 
-    onsets = [(f.onset, f"{_level(f.level)} onset ({f.kind})") for f in facts.fractures if f.onset]
+    onsets = [(f.onset, f"Onset, {_level(f.level)} ({f.kind})") for f in facts.fractures if f.onset]
     _lane(fig, "Fracture", onsets, "x-thin-open", "Fracture onset")
     dates += [d for d, _ in onsets]
 
@@ -158,14 +159,19 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
             fig.add_vrect(
                 x0=newest, x1=edge, fillcolor="#9ca3af", opacity=0.08, line_width=0, layer="below", row="all", col=1
             )
-            fig.add_vline(
-                x=edge,
-                row="all",
-                col=1,
-                line_dash=dash,
-                line_width=1,
-                line_color="#6b7280",
-            )
+            if edge > end:  # off the chart to the right: say where it ends
+                fig.add_annotation(
+                    x=end,
+                    y=1.0,
+                    yref="paper",
+                    text=f"{label} end {edge.isoformat()} →",
+                    showarrow=False,
+                    xanchor="right",
+                    yanchor="bottom",
+                    font=FONT,
+                )
+                continue
+            fig.add_vline(x=edge, row="all", col=1, line_dash=dash, line_width=1, line_color="#6b7280")
             fig.add_annotation(x=edge, y=1.0, yref="paper", text=label, showarrow=False, yanchor="bottom", font=FONT)
 
     fig.update_layout(
