@@ -267,3 +267,26 @@ def _now(doc: dict[str, Any]) -> Any:
 
     moment, _ = parse_fhir_datetime(doc["now"], UTC)
     return moment
+
+
+def test_serve_refuses_to_start_with_a_broken_smart_setup(tmp_path: Path) -> None:
+    """``vcf-cds serve`` says why before any worker starts (a worker failing in create_app would loop)."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VCF_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    missing_url = {
+        **env,
+        "VCF_CDS_SMART_CLIENTS": clients_file(tmp_path, {"clients": [{"iss": ISS, "client_id": "x"}]}),
+    }
+    broken_file = {**env, "VCF_CDS_SMART_CLIENTS": str(tmp_path / "nope.json"), "VCF_CDS_PUBLIC_URL": "https://c.org"}
+    for environment, words in ((missing_url, "VCF_CDS_PUBLIC_URL is not"), (broken_file, "cannot read")):
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", "serve", "--port", "0"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2 and words in done.stderr, done.stderr

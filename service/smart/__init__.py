@@ -9,6 +9,8 @@ cards carry no ``smart`` link. On, it needs ``VCF_CDS_PUBLIC_URL`` (its redirect
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -35,6 +37,18 @@ def check_public_url(public_url: str) -> None:
             "VCF_CDS_PUBLIC_URL must be https for the SMART app (its session cookie is Secure); http is "
             "accepted on loopback only."
         )
+
+
+def startup_refusal(settings: Mapping[str, Any]) -> str | None:
+    """Why ``vcf-cds serve`` must not start with these SMART settings (before any worker does), or None."""
+    if not settings.get("SMART_CLIENTS"):
+        return None
+    try:
+        load_clients(str(settings["SMART_CLIENTS"]))
+        check_public_url(str(settings.get("PUBLIC_URL") or ""))
+    except SmartConfigError as e:
+        return str(e)
+    return None
 
 
 def init_app(app: Flask) -> None:
