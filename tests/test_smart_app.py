@@ -362,7 +362,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
-def _ready(driver: Any) -> None:
+def _ready(driver: Any, world: World | None = None) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, 60).until(
@@ -371,6 +371,8 @@ def _ready(driver: Any) -> None:
             and d.execute_script("return document.body.dataset.ready") == "true"
         )
     )
+    if world is not None:  # what the browser got, and where it is, for the token check at the end
+        world.pages += [driver.page_source, driver.current_url]
 
 
 def _problems(driver: Any) -> list[str]:
@@ -403,7 +405,7 @@ def test_clinician_launches_sees_the_timeline_and_records_findings(world: World,
 
     # the EHR opens the card's link with iss and launch; the rest is redirects to the EHR and back
     chromium.get(f"{link['url']}?{urlencode({'iss': world.ehr.iss, 'launch': launch})}")
-    _ready(chromium)
+    _ready(chromium, world)
     assert urlsplit(chromium.current_url).path == "/app/"
     assert chromium.get_screenshot_as_file(str(ARTIFACTS / "smart-1-launch.png"))
     assert _problems(chromium) == []  # no CSP violation: plotly.js drew under the page's policy
@@ -424,11 +426,11 @@ def test_clinician_launches_sees_the_timeline_and_records_findings(world: World,
     chromium.execute_script("arguments[0].scrollIntoView()", form)
     assert chromium.get_screenshot_as_file(str(ARTIFACTS / "smart-3-record-finding.png"))
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _ready(chromium)
+    _ready(chromium, world)
     assert "Recorded on the EHR" in chromium.find_element(By.ID, "notice").text
     assert not chromium.find_elements(By.ID, "form-point-tenderness")  # documented now
     _record(chromium, "marrow-edema", "present")
-    _ready(chromium)
+    _ready(chromium, world)
     assert _problems(chromium) == []
     new = _recommendation(chromium)
     chromium.execute_script("window.scrollTo(0, 0)")
