@@ -40,4 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # before large bodies queue for their turn (body); proxies wraps the WSGI app, below every hook
     for part in (proxies, http_errors, db, audit, ops, cors, auth, body, fhirclient, api, feedback, openapi, viewer):
         part.init_app(app)
+    from . import smart  # the SMART app: registers /app/… only when VCF_CDS_SMART_CLIENTS is set
+
+    smart.init_app(app)
     return app

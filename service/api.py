@@ -74,6 +74,7 @@ def call_service(service_id: str) -> Response:
         now=current_app.config["CLOCK"](),
         new_uuid=current_app.config["NEW_UUID"],
         fetch=current_app.extensions.get("vcf_cds_fetch"),
+        smart_launch=current_app.extensions.get("vcf_cds_smart_launch"),
     )
     audit.note_result(result)
     return json_response({"cards": result.cards})

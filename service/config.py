@@ -153,6 +153,13 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
         "`on` stores the clinician's free-text override comment (it may hold PHI); off: only whether one was given",
     ),
+    Setting(
+        "SMART_CLIENTS",
+        "",
+        str,
+        "path of the SMART app's clients JSON file (the EHRs it may be launched from, README 'The SMART app'); "
+        "empty = the app is off: no `/app/…`, no `smart` link on cards. Needs `VCF_CDS_PUBLIC_URL`",
+    ),
     Setting("HOST", "127.0.0.1", str, "address `vcf-cds serve` binds (`0.0.0.0` in the container)"),
     Setting("PORT", 8080, int, "port `vcf-cds serve` listens on (and `vcf-cds healthcheck` probes)"),
     Setting("WORKERS", 2, int, "gunicorn worker processes of `vcf-cds serve`"),

@@ -156,6 +156,36 @@ heartbeat = Table(
 )
 
 
+# The SMART app (service/smart): a launch between its redirect to the EHR and the callback (state is
+# single-use: the callback deletes the row), and a signed-in session. Keys are SHA-256 of the random
+# values the browser holds, so the table alone cannot be replayed as a cookie. The access token
+# stays here, on the server, until the session expires with it.
+smart_launch = Table(
+    "smart_launch",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("browser_hash", String(64), nullable=False),  # the launch cookie: a state works only in its browser
+    Column("iss", String(512), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+smart_session = Table(
+    "smart_session",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("iss", String(512), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("fhir_user", String(512)),
+    Column("access_token", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("app_context", String(256)),
+    Column("csrf_token", String(64), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_smart_session_expires_at", "expires_at"),
+)
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, durable commits (``WalSync``) and a busy timeout."""
     parsed = make_url(url)

@@ -215,12 +215,21 @@ def server_permit(
             same_origin.append(usable)
     if any(under(checked, prefix) for prefix in same_origin):
         return Permit(checked.origin, explicit=True, deadline=deadline, within=tuple(same_origin))
-    if loopback_dev and _loopback_host(checked.origin.host):
+    if loopback_dev and loopback_host(checked.origin.host):
         return Permit(checked.origin, explicit=False, deadline=deadline)
     return None
 
 
-def _loopback_host(host: str) -> bool:
+def https_or_loopback(url: object) -> bool:
+    """An https URL, or http on loopback (development): what a registered EHR's endpoints must be."""
+    try:
+        checked = check_url(url)
+    except UrlRefusedError:
+        return False
+    return checked.origin.scheme == "https" or loopback_host(checked.origin.host)
+
+
+def loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:

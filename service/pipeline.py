@@ -16,7 +16,8 @@ from typing import Any
 from .catalog import ServiceDefinition, build_catalog
 from .decide import RULES_VERSION, Assessment, decide
 from .errors import NotFoundError
-from .gather import Fetcher, gather
+from .facts import Facts
+from .gather import Fetcher, Record, gather
 from .normalize import load_models, normalize
 from .orders import DraftOrder, augmentation_orders
 from .render import CardContext, cards_for
@@ -33,6 +34,9 @@ class HookResult:
     assessment: Assessment | None
     cards: list[dict[str, Any]]
     fetched: list[str]
+    # what the assessment was made from, for the SMART app's timeline (service/smart)
+    facts: Facts | None = None
+    record: Record | None = None
 
 
 class Engine:
@@ -65,6 +69,7 @@ class Engine:
         now: datetime,
         new_uuid: Callable[[], str],
         fetch: Fetcher | None = None,
+        smart_launch: str | None = None,
     ) -> HookResult:
         service = self.service(service_id)
         request = load_request(body, service.hook)
@@ -89,9 +94,16 @@ class Engine:
         assessment = decide(facts)
         if assessment is not None:
             assessment = dataclasses.replace(assessment, rules_version=self.rules_version)
-        card_context = CardContext(context["patientId"], context.get("userId"), new_uuid, facts.ignored)
+        card_context = CardContext(
+            context["patientId"],
+            context.get("userId"),
+            new_uuid,
+            facts.ignored,
+            smart_launch,
+            request.get("hookInstance"),
+        )
         if service.hook == "patient-view":
             cards = cards_for(assessment, card_context)
         else:
             cards = [order_check_card(assessment, orders, card_context)]
-        return HookResult(service, request, assessment, cards, record.fetched)
+        return HookResult(service, request, assessment, cards, record.fetched, facts, record)

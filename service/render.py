@@ -57,6 +57,8 @@ class CardContext:
     user_id: str | None
     new_uuid: Callable[[], str]
     ignored: tuple[Ignored, ...] = ()
+    smart_launch: str | None = None  # the SMART app's launch URL, when the app is configured
+    hook_instance: str | None = None
 
 
 def md(text: Any) -> str:
@@ -233,6 +235,17 @@ def evidence_links() -> list[dict[str, str]]:
     ]
 
 
+def smart_link(ctx: CardContext) -> list[dict[str, str]]:
+    """The link to the SMART app. Its appContext is the hookInstance: opaque, no PHI; the app finds
+    the card's audit row by it and checks that the EHR's token is for the same patient."""
+    if not ctx.smart_launch:
+        return []
+    link = {"label": "Open the VCF timeline and record findings", "url": ctx.smart_launch, "type": "smart"}
+    if ctx.hook_instance:
+        link["appContext"] = ctx.hook_instance
+    return [link]
+
+
 def recommendation_card(a: Assessment, ctx: CardContext, kind: str = "recommendation", **extra: Any) -> dict[str, Any]:
     card = {
         "uuid": ctx.new_uuid(),
@@ -242,7 +255,7 @@ def recommendation_card(a: Assessment, ctx: CardContext, kind: str = "recommenda
         "source": card_source("vcf-recommendation", "Vertebral compression fracture management"),
         "suggestions": suggestions_for(ctx, a),
         "overrideReasons": override_reasons(),
-        "links": evidence_links(),
+        "links": evidence_links() + (smart_link(ctx) if kind == "recommendation" else []),
         "extension": extension(a, kind, a.criteria, **extra),
     }
     card["selectionBehavior"] = "at-most-one" if len(card["suggestions"]) == 1 else "any"

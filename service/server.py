@@ -265,7 +265,9 @@ def run(host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEF
         print(f"vcf-cds serve: {e}", file=sys.stderr)
         return 2
     logs.configure(str(settings["LOG_LEVEL"]))
-    refusal = check_startup(host, port, settings) or check_audit_key(host)
+    from .smart import startup_refusal
+
+    refusal = check_startup(host, port, settings) or check_audit_key(host) or startup_refusal(settings)
     if refusal:
         log.error(refusal)
         print(f"vcf-cds serve: {refusal}", file=sys.stderr)

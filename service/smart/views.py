@@ -1,0 +1,380 @@
+"""``/app/…``: launch, callback, the page, recording a finding. HTML for a browser, no-store.
+
+Nothing here puts a token in a page, a URL, a log line or an error: the session cookie names a row
+of the database, which holds the token (store.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import plotly
+from flask import Blueprint, Flask, Response, current_app, render_template, request, send_file
+from sqlalchemy import select
+
+from ..db import audit_log, get_db
+from ..errors import ServiceError
+from ..fhirclient import FhirClient
+from ..pipeline import Engine, HookResult
+from ..render import STATUS_TEXT
+from . import findings as F
+from .assess import assess
+from .clients import SmartClient, normal_iss
+from .discovery import Discovery, DiscoveryError
+from .evidence import describe, index
+from .http import CallError, call
+from .oauth import TokenError, authorization_url, exchange_code, may_create_observations, new_code_verifier
+from .store import Launch, Session, load_session, new_secret, save_launch, save_session, take_launch
+from .timeline import figure, figure_json
+from .tokens import session_from_token
+
+log = logging.getLogger("vcf_cds.smart")
+
+HERE = Path(__file__).resolve().parent
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+bp = Blueprint("smart", __name__, url_prefix="/app", template_folder="templates", static_folder="static")
+
+SESSION_COOKIE = "vcf_cds_smart"
+LAUNCH_COOKIE = "vcf_cds_smart_launch"
+MAX_PARAM = 2048
+
+# As strict as the card viewer's, with what plotly.js needs and nothing that runs: it creates an
+# empty <style> and fills it through the CSSOM (the hash is that of the empty string), MapLibre's
+# stylesheet of the plotly.js bundle the `plotly` package ships (its hash: a new plotly.js release
+# shows up as a CSP violation in tests/test_smart_browser.py), and a data: image it probes WebP with.
+STYLE_HASHES = (
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+    "'sha256-V2sIX92Uh6ZaGSFTKMHghsB85b9toJtmazgG09AI2uk='",
+)
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' " + " ".join(STYLE_HASHES),
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
+    )
+)
+HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+@dataclass
+class SmartApp:
+    clients: dict[str, SmartClient]
+    public_url: str
+    discovery: Discovery
+    fetch: FhirClient
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url}/app/callback"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.public_url).scheme == "https"
+
+
+def smart() -> SmartApp:
+    return current_app.extensions["vcf_cds_smart"]  # type: ignore[no-any-return]
+
+
+def now() -> datetime:
+    return current_app.config["CLOCK"]()  # type: ignore[no-any-return]
+
+
+def engine() -> Engine:
+    return current_app.extensions["vcf_cds"]  # type: ignore[no-any-return]
+
+
+def message(status: int, title: str, text: str, *, relaunch: bool = True) -> Response:
+    body = render_template("message.html", title=title, text=text, relaunch=relaunch)
+    return Response(body, status=status, mimetype="text/html")
+
+
+def expired() -> Response:
+    return message(
+        401,
+        "Not signed in",
+        "There is no session for this browser, or it has expired with the EHR's access token.",
+    )
+
+
+@bp.after_request
+def secure(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    if not request.path.startswith("/app/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def redirect(location: str, status: int) -> Response:
+    return Response("", status=status, headers={"Location": location})
+
+
+def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/app/", httponly=True, samesite="Lax", secure=smart().secure_cookies
+    )
+
+
+@bp.get("/launch")
+def launch() -> Response:
+    iss_param = request.args.get("iss", "")
+    launch_param = request.args.get("launch")
+    if not iss_param or len(iss_param) > MAX_PARAM or (launch_param is not None and len(launch_param) > MAX_PARAM):
+        return message(400, "Cannot launch", "The launch needs the EHR's FHIR base URL as `iss`.", relaunch=False)
+    client = smart().clients.get(normal_iss(iss_param))
+    if client is None:  # refused before any request to it
+        log.info("SMART launch refused: iss not registered")
+        return message(
+            400,
+            "EHR not registered",
+            "This EHR (iss) is not registered with this service (VCF_CDS_SMART_CLIENTS), so the app was not "
+            "launched and nothing was requested from it.",
+            relaunch=False,
+        )
+    try:
+        configuration = smart().discovery(client.iss)
+    except DiscoveryError as e:
+        log.warning("SMART discovery failed: %s", e)
+        return message(502, "Cannot launch", f"The EHR's SMART configuration cannot be used: {e}.")
+    state, verifier = new_secret(), new_code_verifier()
+    browser = request.cookies.get(LAUNCH_COOKIE) or new_secret()
+    save_launch(get_db().engine, state, browser, Launch(client.iss, verifier), now())
+    url = authorization_url(
+        client,
+        configuration.authorization_endpoint,
+        redirect_uri=smart().redirect_uri,
+        state=state,
+        code_verifier=verifier,
+        launch=launch_param,
+    )
+    response = redirect(url, 302)
+    _cookie(response, LAUNCH_COOKIE, browser, 600)
+    log.info(
+        "SMART launch: redirected to the EHR's authorization endpoint (%s)", "ehr" if launch_param else "standalone"
+    )
+    return response
+
+
+def _card_patient_matches(app_context: str | None, patient_id: str) -> bool | None:
+    """Whether the card that launched the app (its hookInstance, from the audit log) was about this
+    patient; None when that cannot be told (no such row, or another audit key made it)."""
+    if not app_context:
+        return None
+    key = current_app.extensions.get("vcf_cds_audit_key")
+    with get_db().engine.connect() as c:
+        row = c.execute(
+            select(audit_log.c.patient_hash, audit_log.c.key_id)
+            .where(audit_log.c.hook_instance == app_context)
+            .order_by(audit_log.c.id.desc())
+            .limit(1)
+        ).first()
+    if key is None or row is None or row.patient_hash is None or row.key_id != key.key_id:
+        return None
+    return hmac.compare_digest(row.patient_hash, key.hash(patient_id))
+
+
+@bp.get("/callback")
+def callback() -> Response:
+    state = request.args.get("state", "")
+    taken = take_launch(get_db().engine, state, request.cookies.get(LAUNCH_COOKIE), now()) if state else None
+    if taken is None:
+        log.info("SMART callback refused: state unknown, used, expired or from another browser")
+        return message(
+            400,
+            "Sign-in not valid",
+            "This sign-in answer does not belong to a launch of this browser: its state is unknown, expired or "
+            "already used. Nothing was stored.",
+        )
+    client = smart().clients.get(taken.iss)
+    if "error" in request.args or client is None:
+        error = request.args.get("error", "unregistered EHR")
+        shown = error if error.replace("_", "").isalnum() and len(error) < 64 else "error"
+        return message(403, "Not authorized", f"The EHR did not authorize the app ({shown}). Nothing was stored.")
+    code = request.args.get("code", "")
+    if not code or len(code) > MAX_PARAM:
+        return message(400, "Sign-in not valid", "The EHR's answer carries no authorization code.")
+    try:
+        configuration = smart().discovery(client.iss)
+        token = exchange_code(
+            client,
+            configuration.token_endpoint,
+            redirect_uri=smart().redirect_uri,
+            code=code,
+            code_verifier=taken.code_verifier,
+        )
+        session = session_from_token(token, client, now())
+    except (DiscoveryError, TokenError) as e:
+        log.warning("SMART token exchange failed: %s", e)
+        return message(400, "Sign-in failed", f"Sign-in failed: {e}. Nothing was stored.")
+    if _card_patient_matches(session.app_context, session.patient_id) is False:
+        log.warning("SMART callback refused: the token's patient is not the card's patient")
+        return message(
+            403,
+            "Another patient",
+            "The EHR's access token is for another patient than the card the app was opened from. Nothing was "
+            "shown or stored.",
+        )
+    cookie = save_session(get_db().engine, session, now())
+    response = redirect("/app/", 303)
+    _cookie(response, SESSION_COOKIE, cookie, int((session.expires_at - now()).total_seconds()))
+    response.delete_cookie(LAUNCH_COOKIE, path="/app/")
+    log.info("SMART session started (%d s)", int((session.expires_at - now()).total_seconds()))
+    return response
+
+
+def _session() -> Session | None:
+    return load_session(get_db().engine, request.cookies.get(SESSION_COOKIE), now())
+
+
+def _assess(session: Session) -> HookResult | Response:
+    try:
+        return assess(engine(), smart().fetch, session, now())
+    except ServiceError as e:
+        return message(e.status if e.status < 500 else 502, "Cannot assess", e.diagnostics)
+
+
+def _patient_name(result: HookResult) -> str:
+    patient = result.record.patient if result.record else {}
+    for name in patient.get("name") or []:
+        if isinstance(name, dict):
+            if isinstance(name.get("text"), str):
+                return str(name["text"])
+            given = " ".join(g for g in name.get("given") or [] if isinstance(g, str))
+            family = name.get("family") if isinstance(name.get("family"), str) else ""
+            if given or family:
+                return f"{given} {family}".strip()
+    return "this patient"
+
+
+@bp.get("/")
+def page() -> Response:
+    session = _session()
+    if session is None:
+        return expired()
+    result = _assess(session)
+    if isinstance(result, Response):
+        return result
+    recorded = request.args.get("recorded")
+    notice = None
+    if recorded in F.BY_CODE:
+        notice = f"Recorded on the EHR: {F.BY_CODE[recorded].display}. The recommendation below includes it."
+    return Response(render_template("app.html", **_page_context(session, result), notice=notice), mimetype="text/html")
+
+
+def _page_context(session: Session, result: HookResult) -> dict[str, Any]:
+    a, facts = result.assessment, result.facts
+    resources = index(result.record.resources if result.record else [])
+    context: dict[str, Any] = {
+        "patient": _patient_name(result),
+        "assessment": a,
+        "csrf": session.csrf_token,
+        "can_write": may_create_observations(session.scope),
+        "from_card": bool(session.app_context),
+    }
+    if a is None or facts is None:
+        return context
+    context.update(
+        figure=figure_json(figure(facts, a, resources)),
+        criteria=[
+            {
+                "label": c.label,
+                "status": STATUS_TEXT[c.status],
+                "status_id": c.status,
+                "note": c.note,
+                "source": c.source,
+                "evidence": [describe(r, resources) for r in c.evidence],
+            }
+            for c in a.criteria
+        ],
+        cautions=[{"text": c.text, "evidence": [describe(r, resources) for r in c.evidence]} for c in a.cautions],
+        forms=F.missing_findings(a, facts),
+    )
+    return context
+
+
+@bp.post("/findings")
+def record_finding() -> Response:
+    session = _session()
+    if session is None:
+        return expired()
+    if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf_token):
+        return message(403, "Form expired", "This form does not belong to your session (CSRF check). Reload the page.")
+    form = F.BY_CODE.get(request.form.get("finding", ""))
+    if form is None:
+        return message(400, "Unknown finding", "The form names no finding this app records.", relaunch=False)
+    if not may_create_observations(session.scope):
+        return message(
+            403,
+            "Not permitted",
+            "The EHR did not grant this app permission to create Observations (scope patient/Observation.c), "
+            "so the finding was not recorded.",
+            relaunch=False,
+        )
+    try:
+        value = F.parse_value(form, request.form)
+    except F.FindingInputError as e:
+        return message(400, "Check the finding", str(e), relaunch=False)
+    result = _assess(session)
+    if isinstance(result, Response):
+        return result
+    facts = result.facts
+    newest = max((f for f in facts.fractures if f.onset), key=lambda f: f.onset or 0, default=None) if facts else None
+    site = F.fracture_body_site(result.record.resources if result.record else [], newest.ref if newest else None)
+    observation = F.observation(
+        form, value, patient_id=session.patient_id, performer=session.fhir_user, when=now(), body_site=site
+    )
+    try:
+        answer = call(
+            "POST",
+            f"{session.iss}/Observation",
+            what="Observation create",
+            token=session.access_token,
+            body=observation,
+            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+        )
+    except CallError as e:
+        return message(502, "Not recorded", f"The finding was not recorded: {e}.", relaunch=False)
+    if answer.status not in (200, 201):
+        why = ""
+        if answer.body and answer.body.get("resourceType") == "OperationOutcome":
+            issues = answer.body.get("issue") or [{}]
+            text = issues[0].get("diagnostics") if isinstance(issues[0], dict) else None
+            why = f": {str(text)[:300]}" if text else ""
+        log.warning("SMART finding not recorded: the FHIR server answered HTTP %d", answer.status)
+        return message(
+            502,
+            "Not recorded",
+            f"The EHR's FHIR server refused the Observation (HTTP {answer.status}{why}). Nothing was recorded.",
+            relaunch=False,
+        )
+    log.info("SMART finding recorded (%s)", form.code)
+    return redirect(f"/app/?recorded={form.code}", 303)
+
+
+@bp.get("/static/plotly.min.js")
+def plotly_js() -> Response:
+    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
+
+
+def init_blueprint(app: Flask, state: SmartApp) -> None:
+    app.extensions["vcf_cds_smart"] = state
+    app.extensions["vcf_cds_smart_launch"] = f"{state.public_url}/app/launch"
+    app.register_blueprint(bp)
