@@ -148,8 +148,15 @@ class Instance:
     def kill(self) -> None:
         """``kill -9`` of the master and its workers at once (their process group), as a crash."""
         assert self.served is not None
+        workers = self.served.workers()
         os.killpg(self.served.master, signal.SIGKILL)
         self.served.process.wait(10)
+        # dead only once every process has exited: a worker's listening socket takes connections
+        # (and then resets them) until its own exit closes it
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} still alive 10 s after SIGKILL"
+            time.sleep(0.01)
 
     def running(self) -> bool:
         return self.served is not None and self.served.process.poll() is None
@@ -165,6 +172,14 @@ class Instance:
         finally:
             if self.running():
                 os.killpg(self.served.master, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has closed its files and sockets: it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 NGINX_CONF = """\
