@@ -196,6 +196,8 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     client_max_body_size 10m;
+    # bodies stay in memory: run by root, nginx's workers are `nobody`, who cannot write in this folder
+    client_body_buffer_size 10m;
 
     upstream vcf_cds {{
 {servers}
