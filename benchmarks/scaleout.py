@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .bench import PATH, check_cards, free_port, http_post, load, machine, parse_wrk
 from .records import realistic
@@ -175,17 +176,17 @@ def nginx(folder: Path, upstreams: Sequence[int]) -> Iterator[int]:
             process.wait()
 
 
-def wrk(port: int, body_file: Path, seconds: float) -> dict[str, float]:
+def wrk(port: int, body_file: Path, seconds: float) -> dict[str, Any]:
     cmd = ["wrk", "-t", str(WRK_THREADS), "-c", str(WRK_CONNECTIONS), "-d", f"{seconds:g}s", "--latency"]
     cmd += ["--timeout", "30s", "-s", str(HERE / "post.lua"), f"http://127.0.0.1:{port}{PATH}", "--", str(body_file)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60)
-    return parse_wrk(done.stdout)  # type: ignore[no-any-return]
+    return parse_wrk(done.stdout)
 
 
 def measure(ports: dict[str, int], body_file: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     for port in ports.values():
         wrk(port, body_file, args.warmup)
-    rounds: dict[str, list[dict[str, float]]] = {t: [] for t in ports}
+    rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in ports}
     for n in range(args.rounds):
         for target, port in ports.items():
             result = wrk(port, body_file, args.seconds)
