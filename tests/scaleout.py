@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,15 +149,24 @@ class Instance:
     def kill(self) -> None:
         """``kill -9`` of the master and its workers at once (their process group), as a crash."""
         assert self.served is not None
-        workers = self.served.workers()
         os.killpg(self.served.master, signal.SIGKILL)
         self.served.process.wait(10)
-        # dead only once every process has exited: a worker's listening socket takes connections
-        # (and then resets them) until its own exit closes it
+        # dead for nginx only once the port refuses connections: a killed worker's listening socket
+        # takes them into its backlog (and then resets them) until its last thread has exited, which
+        # can be after its main thread shows as a zombie
         deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in workers):
-            assert time.monotonic() < deadline, f"workers {workers} still alive 10 s after SIGKILL"
+        while not self.refuses_connections():
+            assert time.monotonic() < deadline, f"{self.name} still accepts connections 10 s after SIGKILL"
             time.sleep(0.01)
+
+    def refuses_connections(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        return False
 
     def running(self) -> bool:
         return self.served is not None and self.served.process.poll() is None
@@ -172,14 +182,6 @@ class Instance:
         finally:
             if self.running():
                 os.killpg(self.served.master, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie has closed its files and sockets: it does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 NGINX_CONF = """\
