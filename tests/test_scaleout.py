@@ -319,9 +319,22 @@ def test_the_same_feedback_sent_to_both_instances_is_counted_once(cluster: Clust
     (card,) = [c for c in cards if c["extension"]["org.vcfcds"]["kind"] == "recommendation"]
     recommendation = card["extension"]["org.vcfcds"]["recommendation"]
     item = feedback_body(card["uuid"])
-    for instance in (cluster.a, cluster.b):  # an EHR that retried through the balancer, reaching each once
-        status, _ = http("POST", instance.base + FEEDBACK_PATH, item, **cluster.auth.headers(FEEDBACK_PATH))
-        assert status == 200
+    # an EHR that retried through the balancer, reaching each instance once, both at the same moment
+    answers: list[tuple[int, bytes]] = []
+
+    def post(base: str, headers: dict[str, str]) -> None:
+        answers.append(http("POST", base + FEEDBACK_PATH, item, **headers))
+
+    posts = [
+        threading.Thread(target=post, args=(instance.base, cluster.auth.headers(FEEDBACK_PATH)))
+        for instance in (cluster.a, cluster.b)
+    ]
+    for thread in posts:
+        thread.start()
+    for thread in posts:
+        thread.join(30)
+    assert sorted(status for status, _ in answers) == [200, 200]
+    assert sorted(json.loads(body)["stored"] for _, body in answers) == [0, 1]  # one stored, one a duplicate
     (row,) = [
         r
         for r in feedback_report(cluster.database_url)["recommendations"]
