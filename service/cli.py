@@ -1,4 +1,4 @@
-"""The ``vcf-cds`` command: serve, replay, check-mappings, feedback-report, prune-audit, healthcheck,
+"""The ``vcf-cds`` command: serve, migrate, replay, check-mappings, feedback-report, prune-audit, healthcheck,
 audit-hash."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, help="port (default: VCF_CDS_PORT, else 8080)")
     serve_cmd.add_argument("--workers", type=int, help="worker processes (default: VCF_CDS_WORKERS, else 2)")
     serve_cmd.add_argument("--threads", type=int, help="threads per worker (default: VCF_CDS_THREADS, else 4)")
+
+    sub.add_parser("migrate", help="create or upgrade the database schema, then exit (VCF_CDS_DATABASE_URL)")
 
     replay = sub.add_parser("replay", help="run requests, bundles or fixtures through the service")
     replay.add_argument("paths", nargs="+")
@@ -56,6 +58,8 @@ class BadSettingsError(Exception):
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return serve(args.host, args.port, args.workers, args.threads)
+    if args.command == "migrate":
+        return run_migrate()
     if args.command == "replay":
         return run_replay(args.paths, args.service, args.now, args.json)
     if args.command == "feedback-report":
@@ -89,6 +93,15 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
         workers or int(settings["WORKERS"]),
         threads or int(settings["THREADS"]),
     )
+
+
+def run_migrate() -> int:
+    from . import logs
+    from .server import migrate_database
+
+    settings = settings_or_exit()
+    logs.configure(str(settings["LOG_LEVEL"]))
+    return 0 if migrate_database(str(settings["DATABASE_URL"])) else 1
 
 
 def run_feedback_report(as_json: bool) -> int:

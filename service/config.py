@@ -164,6 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", 8080, int, "port `vcf-cds serve` listens on (and `vcf-cds healthcheck` probes)"),
     Setting("WORKERS", 2, int, "gunicorn worker processes of `vcf-cds serve`"),
     Setting("THREADS", 4, int, "threads per gunicorn worker (gthread)"),
+    Setting(
+        "MIGRATE",
+        "on",
+        _on_off,
+        "`off`: `vcf-cds serve` leaves the schema alone (`vcf-cds migrate` runs once, e.g. a Kubernetes Job)",
+    ),
 )
 
 

@@ -430,7 +430,8 @@ class Database:
 
 def init_app(app: Flask) -> None:
     database = Database(str(app.config["DATABASE_URL"]))
-    migrate(database.engine)
+    if app.config.get("MIGRATE", "on") == "on":  # off: a one-off `vcf-cds migrate` owns the schema
+        migrate(database.engine)
     app.extensions["vcf_cds_db"] = database
     log.info("database ready: %s", display_url(database.url))
 

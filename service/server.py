@@ -253,11 +253,30 @@ def check_audit_key(host: str) -> str | None:
     return None
 
 
-def run(host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS) -> int:
+def migrate_database(url: str) -> bool:
+    """Create or upgrade the schema of ``url``; False (the reason logged, no secrets) if that failed."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from .db import create_db_engine, display_url, migrate
 
+    try:
+        engine = create_db_engine(url)
+    except (SQLAlchemyError, ValueError) as e:
+        log.error("VCF_CDS_DATABASE_URL is not a database URL SQLAlchemy can use (%s)", type(e).__name__)
+        return False
+    try:
+        migrate(engine)
+    except SQLAlchemyError as e:
+        # the driver's message (connection refused, authentication failed…) holds no record data here
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0][:300]
+        log.error("cannot prepare the database %s: %s: %s", display_url(url), type(e).__name__, reason)
+        return False
+    finally:
+        engine.dispose()
+    return True
+
+
+def run(host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS) -> int:
     try:
         settings = load_settings()
         parse_origins(list(settings["CORS_ORIGINS"]))
@@ -272,21 +291,10 @@ def run(host: str, port: int, workers: int = DEFAULT_WORKERS, threads: int = DEF
         log.error(refusal)
         print(f"vcf-cds serve: {refusal}", file=sys.stderr)
         return 2
-    url = str(settings["DATABASE_URL"])
-    try:
-        engine = create_db_engine(url)
-    except (SQLAlchemyError, ValueError) as e:
-        log.error("VCF_CDS_DATABASE_URL is not a database URL SQLAlchemy can use (%s)", type(e).__name__)
+    # once, in the master: workers then find the schema current. Off: a one-off `vcf-cds migrate`
+    # (a Kubernetes Job) owns the schema, and replicas stay not-ready until it is current
+    if settings["MIGRATE"] == "on" and not migrate_database(str(settings["DATABASE_URL"])):
         return 1
-    try:
-        migrate(engine)  # once, in the master: workers then find the schema current
-    except SQLAlchemyError as e:
-        # the driver's message (connection refused, authentication failed…) holds no record data here
-        reason = str(getattr(e, "orig", None) or e).splitlines()[0][:300]
-        log.error("cannot prepare the database %s: %s: %s", display_url(url), type(e).__name__, reason)
-        return 1
-    finally:
-        engine.dispose()
     owned = prepare_metrics_dir()
     master = os.getpid()
     try:
