@@ -1,7 +1,7 @@
 """Serve one benchmark app with the gunicorn settings of ``vcf-cds serve``.
 
 ``python -m benchmarks.serve {floor,vcf-cds,vcf-cds-unaudited,naive} --port N``: vcf-cds goes
-through the production entry point (``service.server.run``); the floor and the naive app through the
+through the production entry point (``service.http.server.run``); the floor and the naive app through the
 same ``Server`` class and the same ``gunicorn_options``, so workers, threads and worker class are
 identical.
 
@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.server import Server, gunicorn_options, run
+from service.http.server import Server, gunicorn_options, run
 
 HOST = "127.0.0.1"
 

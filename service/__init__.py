@@ -31,13 +31,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["vcf_cds"] = app.config.get("ENGINE") or Engine.load(app.config["EXTRA_MAPPINGS"])
 
     # imported here, not at the top: ``vcf-cds serve`` must set PROMETHEUS_MULTIPROC_DIR before any
-    # module imports prometheus_client (service.metrics), and the CLI should stay quick to start
-    from . import api, audit, auth, body, cors, db, feedback, fhirclient, http_errors, openapi, ops, viewer
+    # module imports prometheus_client (service.observe.metrics), and the CLI should stay quick to start
+    from .auth import verifier
+    from .devtools import viewer
+    from .gather import fhirclient
+    from .http import api, audit, body, cors, openapi, ops
+    from .http import errors as http_errors
+    from .store import db, feedback
 
     # each part attaches itself (Flask's init_app pattern); order matters for request hooks:
     # the database before the audit that writes to it; audit's before_request first of the hooks
     # (so refusals are audited); CORS answers preflights before auth; auth before the handlers and
     # before large bodies queue for their turn (body)
-    for part in (http_errors, db, audit, ops, cors, auth, body, fhirclient, api, feedback, openapi, viewer):
+    for part in (http_errors, db, audit, ops, cors, verifier, body, fhirclient, api, feedback, openapi, viewer):
         part.init_app(app)
     return app

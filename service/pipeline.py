@@ -16,13 +16,13 @@ from typing import Any
 from .catalog import ServiceDefinition, build_catalog
 from .decide import RULES_VERSION, Assessment, decide
 from .errors import NotFoundError
-from .gather import Fetcher, gather
-from .normalize import load_models, normalize
-from .orders import DraftOrder, augmentation_orders
-from .render import CardContext, cards_for
-from .render_orders import order_check_card
-from .schemas import load_request
-from .terminology import Terminology, load_terminology
+from .gather.prefetch import Fetcher, gather
+from .http.schemas import load_request
+from .normalize.orders import DraftOrder, augmentation_orders
+from .normalize.record import load_models, normalize
+from .normalize.terminology import Terminology, load_terminology
+from .render.cards import CardContext, cards_for
+from .render.order_check import order_check_card
 
 
 @dataclass

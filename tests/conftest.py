@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from hypothesis import settings
 
 from service import create_app
-from service.db import create_db_engine, migrate
 from service.pipeline import Engine
+from service.store.db import create_db_engine, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

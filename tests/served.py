@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.server import GRACEFUL_SECONDS
+from service.http.server import GRACEFUL_SECONDS
 
 from conftest import TEST_AUDIT_KEY
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from service.facts import Facts, Finding, Fracture, Reading
-from service.normalize import ALLERGY_CONCEPTS, CONDITION_CONCEPTS, VCF_KINDS
+from service.decide.facts import Facts, Finding, Fracture, Reading
+from service.normalize.record import ALLERGY_CONCEPTS, CONDITION_CONCEPTS, VCF_KINDS
 
 from builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED
 from records import CANARY, PATIENT, READ_PATHS, RXNORM, SEEDS, delete_at, replace_at

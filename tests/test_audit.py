@@ -18,11 +18,11 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, select, text
 
-from service.audit import AuditKey, CallRows, insert_calls
-from service.db import audit_log, issued_card
-from service.groupcommit import GroupCommit
-from service.logs import json_handler
+from service.http.audit import AuditKey, CallRows, insert_calls
+from service.observe.logs import json_handler
 from service.pipeline import Engine
+from service.store.db import audit_log, issued_card
+from service.store.groupcommit import GroupCommit
 
 from builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
 from conftest import TEST_AUDIT_KEY, make_app
@@ -133,7 +133,7 @@ def test_advice_whose_audit_row_may_not_survive_a_crash_is_withheld(
 ) -> None:
     import errno
 
-    from service import db
+    from service.store import db
 
     def broken_disk(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")

@@ -29,7 +29,8 @@ from tokens import (
 )
 
 from service import create_app
-from service.auth import (
+from service.auth.jwks import JwkList, JwksError
+from service.auth.verifier import (
     MAX_TOKEN_CHARS,
     IssuerConfigError,
     IssuerRegistry,
@@ -41,7 +42,6 @@ from service.auth import (
     parse_issuers,
     verify_token,
 )
-from service.jwks import JwkList, JwksError
 from service.pipeline import Engine
 
 from builders import ICD10CM, condition, request

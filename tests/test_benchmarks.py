@@ -18,7 +18,7 @@ from flask import Flask
 
 from benchmarks import records
 from benchmarks.bench import BEGIN, END, PATH, Served, check_cards, one_sided, parse_wrk
-from service.server import gunicorn_options
+from service.http.server import gunicorn_options
 
 from conftest import NOW, ROOT
 

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service import body as body_module
+from service.http import body as body_module
 
 from builders import ICD10CM, condition, request
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from service.replay import expand, replay_file
+from service.devtools.replay import expand, replay_file
 
 from cds_rules import card_problems, response_problems
 from test_fixtures import FIXTURES

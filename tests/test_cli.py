@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.console import wants_colour
+from service.devtools.console import wants_colour
 
 from test_fixtures import FIXTURES
 

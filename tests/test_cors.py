@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.cors import parse_origins
+from service.http.cors import parse_origins
 from service.pipeline import Engine
 
 SANDBOX = "https://sandbox.cds-hooks.org"

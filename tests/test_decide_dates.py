@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from service.decide import decide
-from service.facts import Facts, Fracture, Reading
+from service.decide.facts import Facts, Fracture, Reading
 
 from conftest import NOW
 

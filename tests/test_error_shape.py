@@ -19,7 +19,7 @@ def _412(client: FlaskClient) -> Any:
 
 def _503(client: FlaskClient) -> Any:
     # readiness with the database gone: the one 503 reachable without monkeypatching
-    from service.db import Database
+    from service.store.db import Database
 
     client.application.extensions["vcf_cds_db"].engine.dispose()
     client.application.extensions["vcf_cds_db"] = Database("postgresql://u:p@127.0.0.1:1/x?connect_timeout=1")

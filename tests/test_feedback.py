@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from service.cli import main
-from service.db import feedback
-from service.feedback import feedback_report, format_report
 from service.pipeline import Engine
+from service.store.db import feedback
+from service.store.feedback import feedback_report, format_report
 
 from builders import ICD10CM, condition, pain, request, vcf_extension
 from conftest import CONFORMANCE, make_app
@@ -131,7 +131,7 @@ def test_a_database_failure_is_503_so_the_ehr_retries(client: FlaskClient, monke
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, Exception("disk full"))
 
-    monkeypatch.setattr("service.feedback.store_feedback", broken)
+    monkeypatch.setattr("service.store.feedback.store_feedback", broken)
     response = client.post(FEEDBACK, json={"feedback": [item("c")]})
     assert response.status_code == 503 and response.get_json()["resourceType"] == "OperationOutcome"
 

@@ -28,8 +28,8 @@ import responses
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.fhirclient import FhirClient, Limits
-from service.gather import FetchFailure
+from service.gather.fhirclient import FhirClient, Limits
+from service.gather.prefetch import FetchFailure
 
 from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
 from conftest import NOW

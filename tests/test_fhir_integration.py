@@ -27,8 +27,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.fhirclient import FhirClient, Limits
-from service.normalize import OBSERVATION_CONCEPTS
+from service.gather.fhirclient import FhirClient, Limits
+from service.normalize.record import OBSERVATION_CONCEPTS
 
 from builders import bundle
 from cds_rules import response_problems

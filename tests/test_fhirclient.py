@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 
 from service import create_app
 from service.errors import PrefetchUnavailableError
-from service.fhirclient import FhirClient, Limits, server_allowed
-from service.gather import FetchFailure
+from service.gather.fhirclient import FhirClient, Limits, server_allowed
+from service.gather.prefetch import FetchFailure
 
 from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
 from conftest import NOW

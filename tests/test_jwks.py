@@ -11,8 +11,8 @@ import requests
 import responses
 from test_auth import SPEC, SPEC_TOKEN, spec_registry
 
-from service.auth import MemoryReplayStore, verify_token
-from service.jwks import FETCH_TIMEOUT, JwkList, JwksCache, JwksError, fetch_jwks
+from service.auth.jwks import FETCH_TIMEOUT, JwkList, JwksCache, JwksError, fetch_jwks
+from service.auth.verifier import MemoryReplayStore, verify_token
 
 URL = "https://ehr.example.org/.well-known/jwks.json"
 KEY = {"kty": "EC", "crv": "P-384", "kid": "k1", "x": "x", "y": "y"}

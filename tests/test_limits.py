@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
+from service.normalize.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
 
 from builders import ICD10CM, condition, request
 

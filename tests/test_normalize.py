@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-import service.normalize as normalize_module
+import service.normalize.record as normalize_module
 from service.decide import decide
-from service.normalize import normalize
+from service.normalize.record import normalize
 from service.pipeline import Engine
 
 from builders import ICD10CM, condition, finding, pain, patient, request, vcf_extension

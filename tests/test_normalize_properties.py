@@ -12,12 +12,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from service.decide import Assessment, decide
+from service.decide.facts import Facts
 from service.errors import InvalidResourceError, ServiceError
-from service.facts import Facts
-from service.fhirtime import parse_fhir_datetime
-from service.normalize import normalize
+from service.normalize.fhirtime import parse_fhir_datetime
+from service.normalize.record import normalize
 from service.pipeline import Engine
-from service.render import CardContext, cards_for
+from service.render.cards import CardContext, cards_for
 
 from builders import ICD10CM, bundle, condition, finding, pain, request
 from cds_rules import card_problems

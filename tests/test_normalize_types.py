@@ -11,9 +11,9 @@ import pytest
 
 from service.decide import decide
 from service.errors import InvalidResourceError
-from service.normalize import normalize
+from service.normalize.record import normalize
 from service.pipeline import Engine
-from service.render import CardContext, cards_for
+from service.render.cards import CardContext, cards_for
 
 from cds_rules import card_problems
 from conftest import NOW, counter_uuids

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from service import metrics
-from service.db import Database
+from service.observe import metrics
+from service.store.db import Database
 
 from builders import ICD10CM, condition, pain, request, vcf_extension
 

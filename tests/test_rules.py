@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.decide import decide
-from service.facts import Facts, Finding, Fracture, Reading
+from service.decide.facts import Facts, Finding, Fracture, Reading
 
 from conftest import NOW
 

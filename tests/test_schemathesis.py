@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 from tokens import EHR, Signer, claims, ec_signer
 
-from service.openapi import build_spec
+from service.http.openapi import build_spec
 from service.pipeline import Engine
 
 from builders import ICD10CM, condition, pain, request

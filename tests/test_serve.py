@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from service import server
 from service.cli import main
+from service.http import server
 
 
 @pytest.fixture

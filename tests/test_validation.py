@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from service import validation
 from service.errors import InvalidResourceError
-from service.validation import ValidationMemo, validate
+from service.normalize import validation
+from service.normalize.validation import ValidationMemo, validate
 
 from builders import ICD10CM, condition, patient
 

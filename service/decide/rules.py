@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from ..facts import Facts, Finding, Reading, Refs, in_future
 from . import thresholds as T
+from .facts import Facts, Finding, Reading, Refs, in_future
 
 RULES_VERSION = "2026.11.2"
 
