@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.http.server import Server, gunicorn_options, run
+from service.state import app_state
 
 HOST = "127.0.0.1"
 
@@ -43,7 +44,7 @@ def without_audit_writes() -> None:
 
     def load_unaudited(self: Server) -> Any:
         app = load(self)
-        app.extensions["vcf_cds_audit_writer"] = DiscardedAuditRows()
+        app_state(app).audit_writer = DiscardedAuditRows()
         return app
 
     Server.load = load_unaudited  # type: ignore[method-assign]

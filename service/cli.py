@@ -124,7 +124,7 @@ def healthcheck() -> int:
 
 
 def print_audit_hash(patient_id: str) -> int:
-    from .http.audit import AuditKey
+    from .store.audit import AuditKey
 
     key = str(settings_or_exit()["AUDIT_KEY"])
     if not key:

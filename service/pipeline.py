@@ -22,6 +22,7 @@ from .normalize.orders import DraftOrder, augmentation_orders
 from .normalize.record import load_models, normalize
 from .normalize.terminology import Terminology, load_terminology
 from .render.cards import CardContext, cards_for
+from .render.issued import IssuedCard, issued_cards
 from .render.order_check import order_check_card
 
 
@@ -32,6 +33,11 @@ class HookResult:
     assessment: Assessment | None
     cards: list[dict[str, Any]]
     fetched: list[str]
+
+    @property
+    def issued(self) -> list[IssuedCard]:
+        """The cards as the audit log and the metrics count them."""
+        return issued_cards(self.cards)
 
 
 class Engine:

@@ -20,6 +20,7 @@ from hypothesis import settings
 
 from service import create_app
 from service.pipeline import Engine
+from service.state import app_state
 from service.store.db import create_db_engine, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +110,7 @@ def app(engine: Engine, tmp_path: Path, sqlite_template: Path) -> Iterator[Flask
     shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
     app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}")
     yield app
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -138,7 +139,7 @@ def db_app(engine: Engine, database_url: str) -> Iterator[Flask]:
     """The app on SQLite and on PostgreSQL (each test using it runs twice)."""
     app = make_app(engine, database_url)
     yield app
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from service.state import app_state
+
 from builders import ICD10CM, condition, request
 
 
@@ -21,8 +23,8 @@ def _503(client: FlaskClient) -> Any:
     # readiness with the database gone: the one 503 reachable without monkeypatching
     from service.store.db import Database
 
-    client.application.extensions["vcf_cds_db"].engine.dispose()
-    client.application.extensions["vcf_cds_db"] = Database("postgresql://u:p@127.0.0.1:1/x?connect_timeout=1")
+    app_state(client.application).database.engine.dispose()
+    app_state(client.application).database = Database("postgresql://u:p@127.0.0.1:1/x?connect_timeout=1")
     return client.get("/readyz")
 
 

@@ -30,6 +30,7 @@ from flask.testing import FlaskClient
 from service import create_app
 from service.gather.fhirclient import FhirClient, Limits
 from service.gather.prefetch import FetchFailure
+from service.state import app_state
 
 from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
 from conftest import NOW
@@ -274,7 +275,7 @@ def client(engine: Any, fhir_mock: responses.RequestsMock) -> Iterator[FlaskClie
     fhir_mock.add_passthru("http://127.0.0.2")  # so that a followed redirect would really arrive there
     app = create_app({"TESTING": True, "ENGINE": engine, "CLOCK": lambda: NOW, "FHIR_TIMEOUT": BUDGET})
     yield app.test_client()
-    app.extensions["vcf_cds_fetch"].close()
+    app_state(app).fetch.close()
 
 
 def hook_call(base: str, *fetch: str) -> dict[str, Any]:

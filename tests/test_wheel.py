@@ -33,7 +33,7 @@ def test_wheel_carries_mappings_and_loads_them(tmp_path: Path) -> None:
     for asset in ("index.html", "viewer.js", "markdown.js", "viewer.css"):
         assert f"service/devtools/static/viewer/{asset}" in names  # the card viewer at GET /
     assert "service/store/migrations/env.py" in names and "service/store/migrations/script.py.mako" in names
-    assert any(n.startswith("service/migrations/versions/v0001") for n in names)
+    assert any(n.startswith("service/store/migrations/versions/v0001") for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (

@@ -30,6 +30,7 @@ import orjson
 from flask import Flask, current_app, g, request
 
 from ..errors import AuthenticationError
+from ..state import app_state
 from .jwks import JwkList, JwksCache, JwksError
 
 log = logging.getLogger("vcf_cds.auth")
@@ -436,15 +437,19 @@ def _printable(value: object) -> str | None:
     return repr(value[:100]) if isinstance(value, str) else None
 
 
-def init_app(app: Flask) -> None:
-    mode = str(app.config["AUTH"])
-    issuers = app.config.get("ISSUERS")  # a test may hand a registry in directly
+def authenticator(config: Mapping[str, Any]) -> Authenticator:
+    mode = str(config["AUTH"])
+    issuers = config.get("ISSUERS")  # a test may hand a registry in directly
     if not isinstance(issuers, IssuerRegistry):
-        issuers = load_issuers(app.config["TRUSTED_ISSUERS"]) if mode != "off" else IssuerRegistry()
+        issuers = load_issuers(config["TRUSTED_ISSUERS"]) if mode != "off" else IssuerRegistry()
     auth = Authenticator(issuers=issuers, mode=mode)
-    if app.config.get("JWKS_SOURCE") is not None:
-        auth.key_source = app.config["JWKS_SOURCE"]
-    app.extensions["vcf_cds_auth"] = auth
+    if config.get("JWKS_SOURCE") is not None:
+        auth.key_source = config["JWKS_SOURCE"]
+    return auth
+
+
+def init_app(app: Flask) -> None:
+    auth = app_state(app).auth
 
     @app.before_request
     def authenticate() -> None:

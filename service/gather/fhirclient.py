@@ -1,7 +1,7 @@
 """FHIR-server fallback: fetch from ``fhirServer`` what the EHR did not prefetch.
 
 The only module that imports ``requests`` (tests/test_purity.py checks). ``init_app`` puts a
-``FhirClient`` — a ``Fetcher`` of gather.py — at ``app.extensions["vcf_cds_fetch"]``.
+``FhirClient`` — a ``Fetcher`` of gather.py — as ``AppState.fetch``.
 
 An EHR's request is input, not trust, so:
 - ``fhirServer`` must match the allowlist (none configured: https anywhere, http on loopback only);
@@ -419,11 +419,12 @@ class FhirClient:
         return b"".join(chunks)
 
 
+def client(config: Mapping[str, Any]) -> FhirClient:
+    return FhirClient(list(config["FHIR_ALLOWLIST"]), Limits(budget=float(config["FHIR_TIMEOUT"])))
+
+
 def init_app(app: Flask) -> None:
-    allowlist = list(app.config["FHIR_ALLOWLIST"])
-    client = FhirClient(allowlist, Limits(budget=float(app.config["FHIR_TIMEOUT"])))
-    app.extensions["vcf_cds_fetch"] = client
-    if not allowlist:
+    if not app.config["FHIR_ALLOWLIST"]:
         log.info("VCF_CDS_FHIR_ALLOWLIST is empty: any https fhirServer (and http on loopback) is accepted")
     # urllib3 logs request lines at DEBUG, query strings (patient ids) included
     logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)

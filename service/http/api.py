@@ -9,16 +9,12 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from ..errors import BadRequestError, UnsupportedMediaTypeError
 from ..normalize.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
-from ..pipeline import Engine
+from ..state import app_state
 from . import audit
 from .body import read_body
 
 bp = Blueprint("hooks", __name__)
 JSON_TYPES = ("application/json", "application/fhir+json")
-
-
-def engine() -> Engine:
-    return current_app.extensions["vcf_cds"]  # type: ignore[no-any-return]
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -60,20 +56,21 @@ def init_app(app: Flask) -> None:
 
 @bp.get("/cds-services")
 def discovery() -> Response:
-    return json_response(engine().discovery())
+    return json_response(app_state().engine.discovery())
 
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    engine().service(service_id)  # 404 before reading the body
+    state = app_state()
+    state.engine.service(service_id)  # 404 before reading the body
     body = read_json_body(bound_nesting=False)
     audit.note_request(body)  # the audit row (written after the answer) and the logs' correlation id
-    result = engine().evaluate(
+    result = state.engine.evaluate(
         service_id,
         body,
         now=current_app.config["CLOCK"](),
         new_uuid=current_app.config["NEW_UUID"],
-        fetch=current_app.extensions.get("vcf_cds_fetch"),
+        fetch=state.fetch,
     )
     audit.note_result(result)
     return json_response({"cards": result.cards})

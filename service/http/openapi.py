@@ -12,7 +12,8 @@ from flask import Blueprint, Flask, Response
 
 from .. import __version__
 from ..pipeline import Engine
-from .api import engine, json_response
+from ..state import app_state
+from .api import json_response
 
 bp = Blueprint("openapi", __name__)
 
@@ -509,4 +510,4 @@ def init_app(app: Flask) -> None:
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    return json_response(build_spec(engine()))
+    return json_response(build_spec(app_state().engine))

@@ -7,13 +7,12 @@ value sets and services loaded), so a load balancer stops routing to it otherwis
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import ServiceUnavailableError
 from ..observe import metrics
-from ..pipeline import Engine
-from ..store.db import get_db
+from ..state import app_state
 from .api import json_response
 
 bp = Blueprint("ops", __name__)
@@ -38,9 +37,9 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    engine: Engine = current_app.extensions["vcf_cds"]
+    engine = app_state().engine
     problems = []
-    database = get_db().check()
+    database = app_state().database.check()
     if database:
         problems.append(database)
     if not engine.terminology.valuesets or not engine.catalog:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -381,15 +380,12 @@ class Database:
         return None
 
 
-def init_app(app: Flask) -> None:
-    database = Database(str(app.config["DATABASE_URL"]))
+def open_database(url: str) -> Database:
+    """The app's database, its schema migrated to the current revision."""
+    database = Database(url)
     migrate(database.engine)
-    app.extensions["vcf_cds_db"] = database
     log.info("database ready: %s", display_url(database.url))
-
-
-def get_db() -> Database:
-    return current_app.extensions["vcf_cds_db"]  # type: ignore[no-any-return]
+    return database
 
 
 def utcnow() -> datetime:

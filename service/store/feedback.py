@@ -21,10 +21,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import BadRequestError, ServiceUnavailableError
-from ..http.api import engine, json_response, read_json_body
+from ..http.api import json_response, read_json_body
 from ..http.schemas import validation_error
 from ..observe import metrics
-from .db import Database, get_db, issued_card, utcnow
+from ..state import app_state
+from .db import Database, issued_card, utcnow
 from .db import feedback as feedback_table
 
 log = logging.getLogger("vcf_cds.feedback")
@@ -155,11 +156,11 @@ def init_app(app: Flask) -> None:
 
 @bp.post("/cds-services/<service_id>/feedback")
 def receive_feedback(service_id: str) -> Response:
-    engine().service(service_id)  # 404 before reading the body
+    app_state().engine.service(service_id)  # 404 before reading the body
     items = load_feedback(read_json_body())
     try:
         result = store_feedback(
-            get_db(),
+            app_state().database,
             service_id,
             items,
             received_at=utcnow(),
