@@ -36,9 +36,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .auth import verifier
     from .devtools import viewer
     from .gather import fhirclient
-    from .http import api, audit, body, cors, openapi, ops
+    from .http import api, audit, body, cors, feedback, openapi, ops
     from .http import errors as http_errors
-    from .store import db, feedback
+    from .store import db
     from .store.audit import AuditKey, insert_calls
     from .store.groupcommit import GroupCommit
 

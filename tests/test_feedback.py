@@ -132,7 +132,7 @@ def test_a_database_failure_is_503_so_the_ehr_retries(client: FlaskClient, monke
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, Exception("disk full"))
 
-    monkeypatch.setattr("service.store.feedback.store_feedback", broken)
+    monkeypatch.setattr("service.http.feedback.store_feedback", broken)
     response = client.post(FEEDBACK, json={"feedback": [item("c")]})
     assert response.status_code == 503 and response.get_json()["resourceType"] == "OperationOutcome"
 
