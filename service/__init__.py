@@ -36,7 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .auth import verifier
     from .devtools import viewer
     from .gather import fhirclient
-    from .http import api, audit, body, cors, feedback, openapi, ops
+    from .http import api, audit, auth, body, cors, feedback, openapi, ops
     from .http import errors as http_errors
     from .store import db
     from .store.audit import AuditKey, insert_calls
@@ -56,6 +56,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # each part attaches itself (Flask's init_app pattern); order matters for request hooks:
     # audit's before_request first of the hooks (so refusals are audited); CORS answers preflights
     # before auth; auth before the handlers and before large bodies queue for their turn (body)
-    for part in (http_errors, audit, ops, cors, verifier, body, fhirclient, api, feedback, openapi, viewer):
+    for part in (http_errors, audit, ops, cors, auth, body, fhirclient, api, feedback, openapi, viewer):
         part.init_app(app)
     return app

@@ -29,19 +29,10 @@ from tokens import (
 )
 
 from service import create_app
+from service.auth.issuers import IssuerConfigError, IssuerRegistry, is_loopback, load_issuers, parse_issuers
 from service.auth.jwks import JwkList, JwksError
-from service.auth.verifier import (
-    MAX_TOKEN_CHARS,
-    IssuerConfigError,
-    IssuerRegistry,
-    MemoryReplayStore,
-    ReplayStoreFullError,
-    TokenRejectedError,
-    is_loopback,
-    load_issuers,
-    parse_issuers,
-    verify_token,
-)
+from service.auth.replay import MemoryReplayStore, ReplayStoreFullError
+from service.auth.verifier import MAX_TOKEN_CHARS, TokenRejectedError, verify_token
 from service.pipeline import Engine
 
 from builders import ICD10CM, condition, request

@@ -7,7 +7,7 @@ import re
 
 from flask.testing import FlaskClient
 
-from service.auth.verifier import parse_issuers
+from service.auth.issuers import parse_issuers
 from service.config import PREFIX, SETTINGS
 
 from conftest import CONFORMANCE, ROOT

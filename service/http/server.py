@@ -23,7 +23,7 @@ import orjson
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 
-from ..auth.verifier import IssuerConfigError, is_loopback, load_issuers
+from ..auth.issuers import IssuerConfigError, is_loopback, load_issuers
 from ..config import PREFIX, load_settings
 from ..errors import operation_outcome
 from ..observe import logs
