@@ -134,12 +134,12 @@ def test_advice_whose_audit_row_may_not_survive_a_crash_is_withheld(
 ) -> None:
     import errno
 
-    from service.store import db
+    from service.store import sqlite
 
     def broken_disk(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(db.os, "fdatasync", broken_disk)  # the SQLite log cannot be synced
+    monkeypatch.setattr(sqlite.os, "fdatasync", broken_disk)  # the SQLite log cannot be synced
     response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
     assert response.status_code == 503
     assert response.get_json()["issue"][0]["code"] == "transient"

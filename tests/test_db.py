@@ -61,7 +61,7 @@ def test_sqlite_commits_are_on_disk_before_they_return(tmp_path: Path, monkeypat
     import fcntl
     import os
 
-    from service.store import db
+    from service.store import sqlite
 
     path = tmp_path / "durable.sqlite3"
     engine = create_db_engine(f"sqlite:///{path}")
@@ -85,8 +85,8 @@ def test_sqlite_commits_are_on_disk_before_they_return(tmp_path: Path, monkeypat
 
         return sync
 
-    monkeypatch.setattr(db.os, "fdatasync", spy(real_fdatasync))
-    monkeypatch.setattr(db.os, "fsync", spy(real_fsync))
+    monkeypatch.setattr(sqlite.os, "fdatasync", spy(real_fdatasync))
+    monkeypatch.setattr(sqlite.os, "fsync", spy(real_fsync))
     try:
         with engine.begin() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -115,7 +115,7 @@ def test_a_commit_whose_log_cannot_be_synced_fails_and_frees_the_lock(
 
     from sqlalchemy.exc import OperationalError
 
-    from service.store import db
+    from service.store import sqlite
 
     engine = create_db_engine(f"sqlite:///{tmp_path}/eio.sqlite3")
     try:
@@ -125,7 +125,7 @@ def test_a_commit_whose_log_cannot_be_synced_fails_and_frees_the_lock(
         def broken_disk(fd: int) -> None:
             raise OSError(errno.EIO, "Input/output error")
 
-        monkeypatch.setattr(db.os, "fdatasync", broken_disk)
+        monkeypatch.setattr(sqlite.os, "fdatasync", broken_disk)
         with pytest.raises(OperationalError, match="write-ahead log"), engine.begin() as connection:
             connection.exec_driver_sql("INSERT INTO t VALUES (1)")
         monkeypatch.undo()

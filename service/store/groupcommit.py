@@ -1,7 +1,7 @@
 """Group commit: the writes of concurrent threads, committed together in one transaction.
 
 Every hook call commits its audit row before it answers. A durable commit waits for the disk
-(an fsync, ``db.WalSync`` for SQLite), and SQLite admits one writer at a time, so under load the
+(an fsync, ``sqlite.WalSync`` for SQLite), and SQLite admits one writer at a time, so under load the
 calls queued on the disk, one fsync each, with the CPUs idle. Here a call that finds no commit in
 progress leads: it opens a transaction (for SQLite, waiting for the write lock, which another worker
 process may hold), then takes every write queued until then, its own included, writes them and
