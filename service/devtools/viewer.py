@@ -25,7 +25,7 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
 from ..errors import BadRequestError, NotFoundError
-from ..http.api import json_response, read_json_body
+from ..http.body import json_response, read_json_body
 from ..normalize.fhirtime import parse_fhir_datetime
 from .expect import differences
 from .replay import HOOK_SERVICES, classify, expand

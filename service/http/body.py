@@ -1,4 +1,5 @@
-"""Request bodies: read under a deadline, and large ones taken one at a time per process.
+"""Request bodies: read under a deadline, large ones taken one at a time per process, JSON parsed
+within bounds (``read_json_body``, shared by every blueprint); and JSON responses.
 
 gunicorn's threads read the body as the application asks for it, with no time limit of their own: a
 client that sends the headers and part of the body, then nothing, held a thread until it hung up.
@@ -14,11 +15,13 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask, Request, g
+import orjson
+from flask import Flask, Request, Response, current_app, g
 from flask import request as incoming
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from ..errors import BadRequestError, RequestTimeoutError, ServiceUnavailableError
+from ..errors import BadRequestError, RequestTimeoutError, ServiceUnavailableError, UnsupportedMediaTypeError
+from ..normalize.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
 
 CHUNK = 1 << 20  # the most gunicorn reads at once; smaller steps re-copied what it had buffered
 LARGE_BODY = 1 << 20  # bytes; a realistic patient-view call is ~300 KB, a 10,000-resource one ~8.5 MB
@@ -96,3 +99,39 @@ def _cut_short() -> BadRequestError:
 
 def _too_slow(timeout: float) -> RequestTimeoutError:
     return RequestTimeoutError(f"The request body did not arrive within {timeout:g} seconds (VCF_CDS_BODY_TIMEOUT).")
+
+
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+ORJSON_MAX_DEPTH = 1024  # orjson's own, fixed
+
+
+def too_deep(levels: int) -> BadRequestError:
+    return BadRequestError(f"The request body nests JSON deeper than {levels} levels.")
+
+
+def read_json_body(bound_nesting: bool = True) -> Any:
+    """The body as JSON: 415 if not JSON, 413 over the limit, 408 when it arrives too slowly, 400 when
+    malformed or, with ``bound_nesting``, nested deeper than ``MAX_JSON_DEPTH``.
+
+    Hook calls bound nesting where they recurse, in each resource they validate (validation.py):
+    bounding the whole body cost ~10 % of a call, for parts never read."""
+    if incoming.mimetype not in JSON_TYPES:
+        raise UnsupportedMediaTypeError("Send the request as JSON (Content-Type: application/json).")
+    raw = read_body(incoming, float(current_app.config["BODY_TIMEOUT"]))  # 413 over MAX_CONTENT_LENGTH
+    if not raw.strip():
+        raise BadRequestError("The request body is empty; a CDS Hooks request (JSON object) is expected.")
+    try:
+        body = orjson.loads(raw)  # rejects invalid UTF-8 and nesting deeper than ORJSON_MAX_DEPTH
+    except orjson.JSONDecodeError as e:
+        if "depth" in str(e):
+            raise too_deep(MAX_JSON_DEPTH if bound_nesting else ORJSON_MAX_DEPTH) from None
+        raise BadRequestError(f"The request body is not valid JSON: {str(e).split(':')[0]}.") from None
+    if bound_nesting and json_depth_exceeds(raw, MAX_JSON_DEPTH):
+        raise too_deep(MAX_JSON_DEPTH)
+    return body

@@ -19,7 +19,7 @@ from ..errors import BadRequestError, ServiceUnavailableError
 from ..state import app_state
 from ..store.db import utcnow
 from ..store.feedback import store_feedback
-from .api import json_response, read_json_body
+from .body import json_response, read_json_body
 from .schemas import validation_error
 
 log = logging.getLogger("vcf_cds.feedback")

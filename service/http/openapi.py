@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, Response
 from .. import __version__
 from ..pipeline import Engine
 from ..state import app_state
-from .api import json_response
+from .body import json_response
 
 bp = Blueprint("openapi", __name__)
 

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ..errors import ServiceUnavailableError
 from ..observe import metrics
 from ..state import app_state
-from .api import json_response
+from .body import json_response
 
 bp = Blueprint("ops", __name__)
 
