@@ -13,20 +13,15 @@ from .terminology import Terminology
 from .validation import validate
 
 AUGMENTATION = "vertebral-augmentation-procedure"
+VERTEBROPLASTY = "vertebroplasty-procedure"  # no cavity creation (mappings/valueset-vertebroplasty-procedure.json)
 ORDER_TYPES = ("ServiceRequest", "Procedure")
-# ordered vertebroplasty (no cavity creation): CPT 22510–22512
-VERTEBROPLASTY_CPT = frozenset({"22510", "22511", "22512"})
 
 
 @dataclass(frozen=True)
 class DraftOrder:
     ref: str  # "ServiceRequest/123", or "" when the draft has no id
     resource: dict[str, Any]
-
-    @property
-    def is_vertebroplasty(self) -> bool:
-        codings = (self.resource.get("code") or {}).get("coding") or []
-        return any(isinstance(c, dict) and c.get("code") in VERTEBROPLASTY_CPT for c in codings)
+    is_vertebroplasty: bool = False
 
 
 def augmentation_orders(context: Mapping[str, Any], hook: str, terminology: Terminology) -> list[DraftOrder]:
@@ -47,7 +42,8 @@ def augmentation_orders(context: Mapping[str, Any], hook: str, terminology: Term
         ref = f"{resource['resourceType']}/{rid}" if isinstance(rid, str) else ""
         if selected is not None and ref not in selected:
             continue
-        if AUGMENTATION in terminology.concepts_of(resource.get("code")):
+        concepts = terminology.concepts_of(resource.get("code"))
+        if AUGMENTATION in concepts:
             validate(resource, safe_ref(resource) if ref else "a draft order")
-            found.append(DraftOrder(ref, resource))
+            found.append(DraftOrder(ref, resource, VERTEBROPLASTY in concepts))
     return found

@@ -19,7 +19,7 @@ from ..decide.thresholds import WORSENING_GAP
 from ..errors import InvalidResourceError
 from ..observe.redact import safe_ref
 from .fhirtime import parse_fhir_datetime
-from .terminology import ICD10_CM, Terminology
+from .terminology import Terminology
 from .validation import load_models as _load_models
 from .validation import validate
 
@@ -58,6 +58,8 @@ FINDING_CONCEPTS = {
     "finding-rdq": "rdq",
 }
 OBSERVATION_CONCEPTS = READING_CONCEPTS | frozenset(FINDING_CONCEPTS) | {"hcg"}
+# ICD-10-CM fracture codes whose 5th character names the vertebral level
+LEVEL_CODED = "vertebral-level-coded"
 
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
@@ -242,11 +244,11 @@ class _Reader:
         for coding in _items(code.get("coding") if isinstance(code, dict) else None):
             if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
                 continue
-            if self.t.canonical_system(str(coding.get("system", ""))) != ICD10_CM:
+            if LEVEL_CODED not in self.t.concepts_of_coding(coding.get("system"), coding["code"]):
                 continue
             dotless = str(coding["code"]).upper().replace(".", "")
-            # S22.0n / S32.0n: the 5th character names the level (0 = unspecified)
-            if dotless[:4] in ("S220", "S320") and len(dotless) >= 5 and dotless[4] != "0":
+            # in these categories the 5th character names the level (0 = unspecified)
+            if len(dotless) >= 5 and dotless[4] != "0":
                 return "icd:" + dotless[:5]
         return None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..decide import Assessment, Caution, Criterion
+from .codes import DXA, IMAGING
 
 EXTENSION_KEY = "org.vcfcds"
 TOPIC_SYSTEM = "http://vcf-cds.org/fhir/CodeSystem/card-topic"
@@ -130,9 +131,6 @@ def suggestion(ctx: CardContext, label: str, resource: dict[str, Any], recommend
     }
 
 
-IMAGING = {"coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]}
-
-
 def mri_suggestion(ctx: CardContext, a: Assessment) -> dict[str, Any]:
     text = "MRI thoracolumbar spine without contrast, with STIR, at the fracture level"
     return suggestion(
@@ -233,22 +231,11 @@ def secondary_prevention_card(a: Assessment, ctx: CardContext) -> dict[str, Any]
     no_therapy = any(c.id == "osteoporosis_therapy" and c.status != "met" for c in sp.criteria)
     suggestions = []
     if no_dxa:
-        dxa_code = {
-            "coding": [
-                {"system": "http://snomed.info/sct", "code": "312681000", "display": "Bone density scan"},
-                {
-                    "system": "http://www.ama-assn.org/go/cpt",
-                    "code": "77080",
-                    "display": "DXA bone density study, axial skeleton",
-                },
-            ],
-            "text": "DXA bone density scan",
-        }
         suggestions.append(
             suggestion(
                 ctx,
                 "Order DXA bone density scan",
-                service_request(ctx, "DXA bone density scan", reasons=a.fracture_refs, code=dxa_code, category=IMAGING),
+                service_request(ctx, "DXA bone density scan", reasons=a.fracture_refs, code=DXA, category=IMAGING),
                 True,
             )
         )

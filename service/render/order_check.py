@@ -9,7 +9,6 @@ from ..normalize.orders import DraftOrder
 from .cards import (
     EVIDENCE_CAVEAT,
     EXTENSION_KEY,
-    IMAGING,
     CardContext,
     card_source,
     criteria_table,
@@ -21,6 +20,7 @@ from .cards import (
     suggestions_for,
     summary,
 )
+from .codes import IMAGING
 
 _SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
