@@ -25,8 +25,8 @@ from service.store.audit import AuditKey, CallRows, insert_calls
 from service.store.db import audit_log, issued_card
 from service.store.groupcommit import GroupCommit
 
-from builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
-from conftest import TEST_AUDIT_KEY, make_app
+from support.apps import TEST_AUDIT_KEY, make_app
+from support.builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
 
 HOOK = "/cds-services/vcf-patient-view"
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"

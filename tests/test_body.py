@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from service.http import body as body_module
 from service.state import app_state
 
-from builders import ICD10CM, condition, request
+from support.builders import ICD10CM, condition, request
 
 
 class FakeSocket:

@@ -9,8 +9,8 @@ from flask import Flask
 
 from service.devtools.replay import expand, replay_file
 
-from cds_rules import card_problems, response_problems
-from test_fixtures import FIXTURES
+from support.cds_rules import card_problems, response_problems
+from support.paths import FIXTURES
 
 ALL = list(expand([FIXTURES]))
 

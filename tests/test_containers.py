@@ -28,8 +28,9 @@ from sqlalchemy import func, make_url, select
 from service.http.server import GRACEFUL_SECONDS
 from service.store.db import audit_log, create_db_engine
 
-from builders import ICD10CM, condition, pain, request
-from conftest import ROOT, TEST_AUDIT_KEY
+from support.apps import TEST_AUDIT_KEY
+from support.builders import ICD10CM, condition, pain, request
+from support.paths import ROOT
 
 HOOK = "/cds-services/vcf-patient-view"
 CONCURRENT = 16

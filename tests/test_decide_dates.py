@@ -9,7 +9,7 @@ import pytest
 from service.decide import decide
 from service.decide.facts import Facts, Fracture, Reading
 
-from conftest import NOW
+from support.clock import NOW
 
 TODAY = NOW.date()
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from service.state import app_state
 
-from builders import ICD10CM, condition, request
+from support.builders import ICD10CM, condition, request
 
 
 def _412(client: FlaskClient) -> Any:
@@ -48,6 +48,8 @@ class _Stalled(io.RawIOBase):
 
 CASES = {
     400: lambda c: c.post("/cds-services/vcf-patient-view", data=b"{not json", content_type="application/json"),
+    # no trusted issuers configured: only loopback callers are served
+    401: lambda c: c.post("/cds-services/vcf-patient-view", json={}, environ_overrides={"REMOTE_ADDR": "203.0.113.9"}),
     404: lambda c: c.post("/cds-services/no-such-service", json={}),
     405: lambda c: c.put("/cds-services/vcf-patient-view", json={}),
     408: lambda c: c.post(

@@ -16,8 +16,9 @@ from service.state import app_state
 from service.store.db import feedback
 from service.store.feedback import feedback_report, format_report
 
-from builders import ICD10CM, condition, pain, request, vcf_extension
-from conftest import CONFORMANCE, make_app
+from support.apps import make_app
+from support.builders import ICD10CM, condition, pain, request, vcf_extension
+from support.paths import CONFORMANCE
 
 FEEDBACK = "/cds-services/vcf-patient-view/feedback"
 SPEC = CONFORMANCE / "spec-2.0.1"

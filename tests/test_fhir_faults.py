@@ -32,8 +32,8 @@ from service.gather.fhirclient import FhirClient, Limits
 from service.gather.prefetch import FetchFailure
 from service.state import app_state
 
-from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
-from conftest import NOW
+from support.builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
+from support.clock import NOW
 
 BUDGET = 1.0
 MARGIN = 2.0  # generous: this guards against hangs, it does not measure speed

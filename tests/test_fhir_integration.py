@@ -30,10 +30,10 @@ from service import create_app
 from service.gather.fhirclient import FhirClient, Limits
 from service.normalize.record import OBSERVATION_CONCEPTS
 
-from builders import bundle
-from cds_rules import response_problems
-from conftest import NOW, ROOT
-from test_fixtures import FIXTURES
+from support.builders import bundle
+from support.cds_rules import response_problems
+from support.clock import NOW
+from support.paths import FIXTURES, ROOT
 
 TOKEN = os.environ.get("FHIR_IT_TOKEN", "vcf-cds-integration-token")
 EXTERNAL = os.environ.get("FHIR_IT_BASE", "").rstrip("/")

@@ -22,8 +22,8 @@ from service.errors import PrefetchUnavailableError
 from service.gather.fhirclient import FhirClient, Limits, server_allowed
 from service.gather.prefetch import FetchFailure
 
-from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
-from conftest import NOW
+from support.builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
+from support.clock import NOW
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "at-5ecret-Token-value"

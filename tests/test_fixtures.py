@@ -11,7 +11,8 @@ from flask import Flask
 
 from service.devtools.replay import expand, replay_file
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from support.paths import FIXTURES
+
 FILES = [p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())]
 
 

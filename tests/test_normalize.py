@@ -13,8 +13,8 @@ from service.decide import decide
 from service.normalize.record import normalize
 from service.pipeline import Engine
 
-from builders import ICD10CM, condition, finding, pain, patient, request, vcf_extension
-from conftest import NOW
+from support.builders import ICD10CM, condition, finding, pain, patient, request, vcf_extension
+from support.clock import NOW
 
 
 def day(n: int) -> str:

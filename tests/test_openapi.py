@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from builders import ICD10CM, condition, pain, request
-from conftest import CONFORMANCE
+from support.builders import ICD10CM, condition, pain, request
+from support.paths import CONFORMANCE
 
 # GET / (the developer viewer) is described here and built in its own issue
 PLANNED = {("/", "get")}

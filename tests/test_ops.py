@@ -14,7 +14,7 @@ from service.observe import metrics
 from service.state import app_state
 from service.store.db import Database
 
-from builders import ICD10CM, condition, pain, request, vcf_extension
+from support.builders import ICD10CM, condition, pain, request, vcf_extension
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

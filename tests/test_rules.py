@@ -10,7 +10,7 @@ import pytest
 from service.decide import decide
 from service.decide.facts import Facts, Finding, Fracture, Reading
 
-from conftest import NOW
+from support.clock import NOW
 
 
 def days_ago(n: float) -> datetime:

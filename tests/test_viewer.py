@@ -17,8 +17,8 @@ from service.devtools.expect import differences
 from service.devtools.replay import expand
 from service.pipeline import Engine
 
-from conftest import NOW, counter_uuids
-from test_fixtures import FIXTURES
+from support.clock import NOW, counter_uuids
+from support.paths import FIXTURES
 
 ROW14 = "patient-view/27-row14-epic-imo-multicoded-tenderness.json"
 # the service's clock in these tests: later than the fixtures' now, in another zone, at another hour

@@ -21,8 +21,8 @@ from werkzeug.serving import make_server
 from service import create_app
 from service.pipeline import Engine
 
-from conftest import ROOT, counter_uuids
-from test_fixtures import FIXTURES
+from support.clock import counter_uuids
+from support.paths import FIXTURES, ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

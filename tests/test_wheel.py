@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def test_wheel_carries_mappings_and_loads_them(tmp_path: Path) -> None:

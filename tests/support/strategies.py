@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from service.decide.facts import Facts, Finding, Fracture, Reading
 from service.normalize.record import ALLERGY_CONCEPTS, CONDITION_CONCEPTS, VCF_KINDS
 
-from builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED
-from records import CANARY, PATIENT, READ_PATHS, RXNORM, SEEDS, delete_at, replace_at
+from .builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED
+from .records import CANARY, PATIENT, READ_PATHS, RXNORM, SEEDS, delete_at, replace_at
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # no lone surrogates: not JSON
 FHIR_STRINGS = st.sampled_from(

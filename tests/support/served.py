@@ -25,7 +25,7 @@ from typing import Any
 
 from service.http.server import GRACEFUL_SECONDS
 
-from conftest import TEST_AUDIT_KEY
+from .apps import TEST_AUDIT_KEY
 
 STARTUP_SECONDS = 60
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED, condition, finding, observation, pain, patient
+from .builders import FINDING, ICD10CM, LOINC, PATIENT_ID, SNOMED, condition, finding, observation, pain, patient
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"

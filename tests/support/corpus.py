@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
-from builders import ICD10CM, LOINC, bundle, condition, observation, pain, request
-from records import CANARY
+from .builders import ICD10CM, LOINC, bundle, condition, observation, pain, request
+from .cds_rules import response_problems
+from .records import CANARY
 
 JSON = "application/json"
 MIB = 1024 * 1024
@@ -292,3 +293,20 @@ CASES: list[Case] = [
 ]
 
 HTTP_CASES = [c for c in CASES if c.http]
+
+
+def check_answer(case: Case, status: int, content_type: str, text: str, body: Any) -> None:
+    """The contract for one answer to a corpus request (shared with the HTTP test)."""
+    assert status == case.status, text[:300]
+    assert "Traceback" not in text and 'File "' not in text
+    assert CANARY not in text
+    if status >= 300:
+        assert content_type.startswith("application/fhir+json")
+        assert body["resourceType"] == "OperationOutcome" and len(body["issue"]) == 1, body
+        issue = body["issue"][0]
+        assert issue["severity"] == "error" and issue["code"] and isinstance(issue["diagnostics"], str)
+        assert case.says in issue["diagnostics"]
+        return
+    assert response_problems(body) == []
+    if case.says:
+        assert case.says in body["cards"][0]["detail"]
