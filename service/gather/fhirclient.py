@@ -14,6 +14,9 @@ An EHR's request is input, not trust, so:
   when the hook call stops waiting, the sockets of its unfinished searches are shut down.
 - Failure reasons and log lines name the search ("Condition search: HTTP 401"), never the token
   nor a URL (query values are patient ids).
+
+One module, over 350 lines, on purpose: every outbound request of the service goes through it, and
+the guarantees above hold only together (a split would let a caller use one part without the rest).
 """
 
 from __future__ import annotations

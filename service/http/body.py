@@ -1,12 +1,14 @@
 """Request bodies: read under a deadline, large ones taken one at a time per process, JSON parsed
 within bounds (``read_json_body``, shared by every blueprint); and JSON responses.
 
-gunicorn's threads read the body as the application asks for it, with no time limit of their own: a
-client that sends the headers and part of the body, then nothing, held a thread until it hung up.
+gunicorn's threads read the body as the application asks for it, with no time limit of their own:
+without the deadline, a client that sends the headers and part of the body, then nothing, would hold
+a thread until it hung up.
 
-A body parses into Python objects ~10× its size (8 MB of JSON: ~90 MB), and a worker's threads used
-to hold several at once. Large bodies now wait for their turn, unread, so a worker holds one; the
-GIL ran their parsing one at a time anyway, so throughput is the same.
+A body parses into Python objects many times its size (benchmarks/RESULTS.md, "Measurements the
+code relies on"), so a worker whose threads each held one would hold several. Large bodies wait for
+their turn, unread, so a worker holds one; the GIL runs their parsing one at a time anyway, so
+throughput is the same.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def read_json_body(bound_nesting: bool = True) -> Any:
     malformed or, with ``bound_nesting``, nested deeper than ``MAX_JSON_DEPTH``.
 
     Hook calls bound nesting where they recurse, in each resource they validate (validation.py):
-    bounding the whole body cost ~10 % of a call, for parts never read."""
+    bounding the whole body would cost every call time for parts never read (benchmarks/RESULTS.md,
+    "Measurements the code relies on")."""
     if incoming.mimetype not in JSON_TYPES:
         raise UnsupportedMediaTypeError("Send the request as JSON (Content-Type: application/json).")
     raw = read_body(incoming, float(current_app.config["BODY_TIMEOUT"]))  # 413 over MAX_CONTENT_LENGTH

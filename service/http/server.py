@@ -110,9 +110,10 @@ def write_outcome(sock: Any, status: int, reason: str, message: str) -> None:
 
 DEFAULT_WORKERS = 2  # the defaults of VCF_CDS_WORKERS / VCF_CDS_THREADS
 DEFAULT_THREADS = 4
-# A hook call parses its body into thousands of dicts and lists that live until it answers, and
-# Python walked them all again each time 700 more were made (its default): ~6 % of a realistic
-# call. Collect the youngest generation after 10,000 instead; the older ones keep their defaults.
+# A hook call parses its body into thousands of dicts and lists that live until it answers, and by
+# default Python walks them all again each time 700 more are made, a measurable part of a realistic
+# call (benchmarks/RESULTS.md, "Measurements the code relies on"). So the youngest generation is
+# collected after 10,000; the older ones keep their defaults.
 GC_YOUNG_THRESHOLD = 10_000
 
 
@@ -142,7 +143,8 @@ def freeze_startup_heap(worker: Any = None) -> None:
 
     The value sets, Flask and the fhir.resources models live as long as the worker. Left in the
     collected generations, each full collection walks them all, and a large request body (a
-    10,000-resource record is ~1M objects) triggers several: ~1/3 of the time of such a request.
+    10,000-resource record is ~1M objects) triggers several: a large share of such a request's time
+    (benchmarks/RESULTS.md, "Measurements the code relies on").
     """
     gc.collect()
     gc.freeze()

@@ -20,7 +20,7 @@ _STRING = re.compile(rb'"[^"]*"')
 def json_depth_exceeds(raw: bytes, limit: int) -> bool:
     """Whether the containers of ``raw`` (a JSON text orjson has accepted) nest deeper than ``limit``.
 
-    Measured on the text, so that the work is done in C (~3 × faster than walking the parsed value):
+    Measured on the text, so that the work is done in C (faster than walking the parsed value):
     with escapes, strings and scalars gone only brackets are left, as ``()``; each ``replace`` then
     deletes the innermost pairs, one level. No recursion: a hostile body cannot exhaust the stack."""
     text = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw

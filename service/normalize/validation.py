@@ -1,7 +1,8 @@
 """FHIR R4 validation (``fhir.resources.R4B``) of the resources the decision reads, remembered.
 
-Validation costs ~50–500 µs a resource, ~50× parsing it, so it is the largest cost of a hook call
-that ``normalize`` keeps to the ~10 resources the decision reads. It is also a pure function of the
+Validation costs far more than parsing a resource (benchmarks/RESULTS.md, "Measurements the code
+relies on"), so it is the largest cost of a hook call that ``normalize`` keeps to the ~10 resources
+the decision reads. It is also a pure function of the
 resource, and the same resources come back call after call: patient-view on each opening of a
 chart, then order-select and order-sign for each order. So what it found is remembered, per process,
 by a digest of the resource's JSON: a resource seen before costs its serialisation and a hash.
@@ -24,7 +25,8 @@ from .jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
 from .jsontypes import wrong_json_types
 
 # What the decision reads of a Patient. PRODUCT.md: 400 for "invalid FHIR that the decision
-# needs"; names, addresses and extensions were ~80 % of the cost of validating a Synthea Patient.
+# needs"; names, addresses and extensions, which it does not read, are most of the cost of
+# validating a whole Patient (benchmarks/RESULTS.md, "Measurements the code relies on").
 PATIENT_READ = ("resourceType", "id", "birthDate", "_birthDate")
 MEMO_CAPACITY = 20_000  # digests of 16 bytes and short messages: ~4 MB at most per process
 

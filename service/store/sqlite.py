@@ -33,7 +33,7 @@ def _serialize_sqlite_transactions(engine: Engine) -> None:
     ``flock`` of a file beside the database.
 
     SQLite admits one writer; whoever races for it waits in SQLite's busy handler, which sleeps in
-    steps of up to 100 ms: under load (gunicorn workers × threads) that made p99 latency ~1 s.
+    steps of up to 100 ms, which under load (gunicorn workers × threads) shows in the p99 latency.
     Queued on these locks, a waiter wakes as soon as the writer is done.
     """
     lock = threading.Lock()
