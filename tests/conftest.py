@@ -25,6 +25,35 @@ from support.apps import make_app
 POSTGRES_URL = os.environ.get("VCF_CDS_TEST_POSTGRES_URL", "")
 
 
+# `pytest -m "not slow"` (about a minute) leaves these out; `bash scripts/test` runs everything.
+# End to end: real server processes, a browser, a wheel build, schemathesis, wrk, a FHIR server, a
+# misbehaving FHIR server on loopback; and the hypothesis property runs, the longest in-process tests.
+SLOW_MODULES = {
+    "test_benchmarks.py",
+    "test_containers.py",
+    "test_crash_safety.py",
+    "test_decide_properties.py",
+    "test_fhir_faults.py",
+    "test_fhir_integration.py",
+    "test_hostile_http.py",
+    "test_normalize_properties.py",
+    "test_schemathesis.py",
+    "test_soak_smoke.py",
+    "test_viewer_browser.py",
+    "test_wheel.py",
+}
+SLOW_TESTS = {"test_processes_starting_together_migrate_once"}  # several real processes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        name = getattr(item, "originalname", item.name)
+        if item.path.name in SLOW_MODULES or name in SLOW_TESTS or on_postgres:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def fhir_mock() -> Iterator[responses.RequestsMock]:
     """Every test runs with ``requests`` mocked: an unregistered URL fails as a connection error.
