@@ -1,19 +1,27 @@
 """OpenAPI 3.1 description of every endpoint, served at ``GET /openapi.json``.
 
 Built from the engine so the service ids in it are the ones offered. Schemas are JSON Schema 2020-12
-(OpenAPI 3.1), so tests validate real responses against them.
+(OpenAPI 3.1), so tests validate real responses against them. The request bodies the service
+validates (the hook request, feedback) are generated from their marshmallow schemas by apispec, so
+their limits are stated once; written here by hand is only what no schema describes: the responses
+(cards, assessments, outcomes), descriptions, the per-hook context, and the cross-field feedback rule.
+Over 350 lines for that reason: the responses and the paths are the document's own text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response
 
 from .. import __version__
 from ..pipeline import Engine
 from ..state import app_state
 from .body import json_response
+from .feedback import FeedbackRequestSchema
+from .schemas import HookRequestSchema, PatientViewContextSchema
 
 bp = Blueprint("openapi", __name__)
 
@@ -46,28 +54,48 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
-# What service/schemas.py and service/feedback.py enforce: a body the document calls valid must not be
-# refused for a length the document does not state
-REQUEST_TEXT = {"type": "string", "minLength": 1, "maxLength": 1024}
-ID_TEXT = {"type": "string", "minLength": 1, "maxLength": 128}
+def _from_marshmallow() -> dict[str, Any]:
+    """Components generated from the schemas the service validates requests with (apispec)."""
+    spec = APISpec("vcf-cds", __version__, "3.1.0", plugins=[MarshmallowPlugin()])
+    spec.components.schema("HookRequest", schema=HookRequestSchema)
+    spec.components.schema("PatientViewContext", schema=PatientViewContextSchema)
+    spec.components.schema("FeedbackRequest", schema=FeedbackRequestSchema)
+    generated: dict[str, Any] = spec.to_dict()["components"]["schemas"]
 
-
-def _coding() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["code"],
-        "properties": {
-            "system": {"type": "string", "maxLength": 255},
-            "code": ID_TEXT,
-            "display": {"type": "string", "maxLength": 255},
-        },
+    hook_request = generated["HookRequest"]
+    hook_request["description"] = (
+        "CDS Hooks 2.0 request; context as the hook defines it (patient-view: patientId, userId)"
+    )
+    hook_request["properties"]["hook"]["description"] = "the service's hook (discovery), e.g. patient-view"
+    hook_request["properties"]["fhirServer"]["format"] = "uri"  # apispec says "url", not a JSON Schema format
+    # each hook's context has a schema of its own (schemas.CONTEXT_SCHEMAS); all share patient-view's
+    hook_request["properties"]["context"] = {
+        **generated.pop("PatientViewContext"),
+        "description": (
+            "as the hook defines it: order-select adds draftOrders (a Bundle) and selections, order-sign draftOrders"
+        ),
     }
+    # the schema takes any value per key; gather reads resources or Bundles, and null as no data
+    hook_request["properties"]["prefetch"].update(
+        description="FHIR resources or Bundles by the keys of discovery; null means no data",
+        additionalProperties={"type": ["object", "null"]},
+    )
+    generated["FeedbackItem"]["properties"]["card"]["description"] = "the card's uuid"
+    # FeedbackItemSchema's cross-field rule: only an overridden card has an override reason (an empty
+    # one is no reason)
+    generated["FeedbackItem"].update(
+        {
+            "if": {"properties": {"outcome": {"const": "accepted"}}},
+            "then": {"properties": {"overrideReason": {"maxProperties": 0}}},
+        }
+    )
+    return generated
 
 
 def schemas() -> dict[str, Any]:
     string = {"type": "string"}
-    nullable_string = {"type": ["string", "null"]}
     return {
+        **_from_marshmallow(),
         "OperationOutcome": {
             "type": "object",
             "description": "FHIR R4 OperationOutcome: the body of every non-2xx answer",
@@ -90,7 +118,6 @@ def schemas() -> dict[str, Any]:
                 },
             },
         },
-        "Coding": _coding(),
         "DiscoveryResponse": {
             "type": "object",
             "required": ["services"],
@@ -110,46 +137,6 @@ def schemas() -> dict[str, Any]:
                         },
                     },
                 }
-            },
-        },
-        "HookRequest": {
-            "type": "object",
-            "description": "CDS Hooks 2.0 request; context as the hook defines it (patient-view: patientId, userId)",
-            "required": ["hook", "hookInstance", "context"],
-            "properties": {
-                "hook": {**REQUEST_TEXT, "description": "the service's hook (discovery), e.g. patient-view"},
-                "hookInstance": REQUEST_TEXT,
-                "fhirServer": {"type": ["string", "null"], "format": "uri"},
-                "fhirAuthorization": {
-                    "type": ["object", "null"],
-                    "required": ["access_token", "token_type"],
-                    "properties": {
-                        "access_token": REQUEST_TEXT,
-                        "token_type": {"enum": ["Bearer", "bearer"]},
-                        "expires_in": {"type": "integer"},
-                        "scope": string,
-                        "subject": string,
-                        "patient": string,
-                    },
-                },
-                "context": {
-                    "type": "object",
-                    "description": (
-                        "as the hook defines it: order-select adds draftOrders (a Bundle) and selections, "
-                        "order-sign draftOrders"
-                    ),
-                    "required": ["patientId"],
-                    "properties": {
-                        "patientId": REQUEST_TEXT,
-                        "userId": nullable_string,
-                        "encounterId": nullable_string,
-                    },
-                },
-                "prefetch": {
-                    "type": ["object", "null"],
-                    "description": "FHIR resources or Bundles by the keys of discovery; null means no data",
-                    "additionalProperties": {"type": ["object", "null"]},
-                },
             },
         },
         "CdsResponse": {
@@ -243,41 +230,6 @@ def schemas() -> dict[str, Any]:
                 "cautions": {"type": "array", "items": string},
                 "missing": {"type": "array", "items": string},
                 "rulesVersion": string,
-            },
-        },
-        "FeedbackRequest": {
-            "type": "object",
-            "required": ["feedback"],
-            "properties": {
-                "feedback": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 100,
-                    "items": {
-                        "type": "object",
-                        "required": ["card", "outcome", "outcomeTimestamp"],
-                        "properties": {
-                            "card": {**ID_TEXT, "description": "the card's uuid"},
-                            "outcome": {"enum": ["accepted", "overridden"]},
-                            "acceptedSuggestions": {
-                                "type": "array",
-                                "maxItems": 50,
-                                "items": {"type": "object", "required": ["id"], "properties": {"id": ID_TEXT}},
-                            },
-                            "overrideReason": {
-                                "type": "object",
-                                "properties": {
-                                    "reason": _ref("Coding"),
-                                    "userComment": {"type": "string", "maxLength": 4000},
-                                },
-                            },
-                            "outcomeTimestamp": {"type": "string", "format": "date-time"},
-                        },
-                        # only an overridden card has an override reason (an empty one is no reason)
-                        "if": {"properties": {"outcome": {"const": "accepted"}}},
-                        "then": {"properties": {"overrideReason": {"maxProperties": 0}}},
-                    },
-                }
             },
         },
         "FeedbackResponse": {
