@@ -221,7 +221,7 @@ FAULTS: dict[str, Callable[[socket.socket, Server, str], None]] = {
     "endless-headers": endless_headers,
     "gzip-bomb": gzip_bomb,
 }
-# what the 412 says for required data, in the words of service/fhirclient.py
+# what the 412 says for required data, in the words of service/gather/fhirclient.py
 SAYS = {
     "slow": "time budget",
     "reset": "could not connect",

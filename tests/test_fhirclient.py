@@ -1,4 +1,4 @@
-"""The FHIR-server fallback (service/fhirclient.py): every branch against ``responses``.
+"""The FHIR-server fallback (service/gather/fhirclient.py): every branch against ``responses``.
 
 Through the app where the answer to the EHR is the point (200 card, 412 naming the data), on
 ``FhirClient`` directly where a limit is (budget, bytes, pages), with small limits.

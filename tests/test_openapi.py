@@ -50,7 +50,7 @@ def test_every_route_is_described(app: Flask, spec: dict[str, Any]) -> None:
         for method in rule.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }
-    assert routes - described == set(), "add these endpoints to service/openapi.py"
+    assert routes - described == set(), "add these endpoints to service/http/openapi.py"
     assert described - routes <= {(norm(p), m) for p, m in PLANNED}
 
 

@@ -1,7 +1,7 @@
 """FHIR-server fallback: fetch from ``fhirServer`` what the EHR did not prefetch.
 
 The only module that imports ``requests`` (tests/test_purity.py checks). ``init_app`` puts a
-``FhirClient`` — a ``Fetcher`` of gather.py — as ``AppState.fetch``.
+``FhirClient`` — a ``Fetcher`` of gather/prefetch.py — as ``AppState.fetch``.
 
 An EHR's request is input, not trust, so:
 - ``fhirServer`` must match the allowlist (none configured: https anywhere, http on loopback only);

@@ -1,7 +1,7 @@
 """Gather the patient's record: prefetch first (CDS Hooks 2.0 semantics), then the FHIR server.
 
 Per key: present → used; ``null`` → no data; missing or an ``OperationOutcome`` → fetched with the
-same query from ``fhirServer`` when a fetcher is given (service/fhirclient.py). A prefetched Bundle
+same query from ``fhirServer`` when a fetcher is given (service/gather/fhirclient.py). A prefetched Bundle
 with a ``next`` link (CDS Hooks 3.0 paginated prefetch) is completed through the fetcher too: a page
 alone is partial data, and partial data would read as "not documented". Required data still
 unavailable → 412; optional data unavailable → its criteria stay unknown.

@@ -49,7 +49,7 @@ AUDIT_FAILURES = Counter(
     "vcf_cds_audit_write_failures",
     "Audit rows that could not be written (the hook call was refused with 503)",
 )
-# For the FHIR client (service/fhirclient.py): one call per search or page it fetches
+# For the FHIR client (service/gather/fhirclient.py): one call per search or page it fetches
 FHIR_CALLS = Counter(
     "vcf_cds_fhir_fallback_calls",
     "Searches sent to the EHR's fhirServer for data not prefetched, by resource type",

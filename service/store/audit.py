@@ -56,7 +56,7 @@ class AuditKey:
 
 
 def normalize_patient_id(patient_id: str) -> str:
-    # the same patient with or without the "Patient/" prefix must hash the same (see schemas.py)
+    # the same patient with or without the "Patient/" prefix must hash the same (see http/schemas.py)
     return patient_id.strip().removeprefix("Patient/")
 
 
