@@ -52,7 +52,7 @@ from typing import Any
 
 import orjson
 
-from service.server import DEFAULT_WORKERS, freeze_startup_heap
+from service.http.server import DEFAULT_WORKERS, freeze_startup_heap
 
 from . import records
 
@@ -615,7 +615,7 @@ def report(
     seconds: float,
     load_before: str,
 ) -> str:
-    from service.server import gunicorn_options
+    from service.http.server import gunicorn_options
 
     opts = gunicorn_options("127.0.0.1", 0)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
@@ -625,7 +625,7 @@ def report(
         f"{' ' + ' '.join(args.argv) if args.argv else ''}` ({mode}, {seconds / 60:.1f} min).",
         "",
         *machine(load_before),
-        f"- gunicorn for all three apps (`service.server.gunicorn_options`): {opts['workers']} workers × "
+        f"- gunicorn for all three apps (`service.http.server.gunicorn_options`): {opts['workers']} workers × "
         f"{opts['threads']} threads, `{opts['worker_class']}`, access log on, 127.0.0.1; fresh servers per request.",
         f"- wrk {args.threads} threads, {args.connections} connections, on the same machine: {args.warmup:g} s "
         f"warm-up, then {args.rounds} interleaved rounds of {args.round_seconds} s per app.",

@@ -30,9 +30,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from benchmarks.report import machine, write_section  # noqa: E402
 from service import create_app  # noqa: E402
-from service.fhirclient import FhirClient  # noqa: E402
+from service.gather.fhirclient import FhirClient  # noqa: E402
 
-from builders import ICD10CM, condition, pain, patient, request  # noqa: E402
+from support.builders import ICD10CM, condition, pain, patient, request  # noqa: E402
 
 DELAY = 0.100
 SEARCHES = 3

@@ -14,6 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask, Response, request
 
 from service import create_app as create_service_app
+from service.state import app_state
 
 
 def validate_all(body: Any) -> int:
@@ -28,7 +29,7 @@ def validate_all(body: Any) -> int:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     service = create_service_app(test_config)  # settings, clock and engine exactly as vcf-cds
-    engine = service.extensions["vcf_cds"]
+    engine = app_state(service).engine
     app = Flask(__name__, static_folder=None)
 
     @app.post("/cds-services/<service_id>")

@@ -1,5 +1,5 @@
 """What the JWT replay check costs: claims per second and per-claim latency of the database store
-(``service/replay_store.py``) against the in-memory one it replaced, in-process.
+(``service/auth/replay_store.py``) against the in-memory one it replaced, in-process.
 
 ``python -m benchmarks.replay_cost [--seconds 2] [--threads 8]``. Each claim is a new ``jti``, as
 every real call's is; SQLite is a file in a temporary folder (WAL, fsync per commit: the durable
@@ -18,9 +18,9 @@ import time
 import uuid
 from typing import Any
 
-from service.auth import MemoryReplayStore, ReplayStore
-from service.db import create_db_engine, migrate
-from service.replay_store import DatabaseReplayStore
+from service.auth.replay import MemoryReplayStore, ReplayStore
+from service.auth.replay_store import DatabaseReplayStore
+from service.store.db import create_db_engine, migrate
 
 
 def measure(store: ReplayStore, seconds: float, threads: int) -> tuple[float, float, float]:

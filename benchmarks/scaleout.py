@@ -87,7 +87,7 @@ def vcf_cds() -> str:
 def postgres_schema(admin_url: str) -> Iterator[str]:
     from sqlalchemy import make_url
 
-    from service.db import create_db_engine
+    from service.store.db import create_db_engine
 
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     admin = create_db_engine(admin_url)

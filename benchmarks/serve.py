@@ -1,7 +1,7 @@
 """Serve one benchmark app with the gunicorn settings of ``vcf-cds serve``.
 
 ``python -m benchmarks.serve {floor,vcf-cds,vcf-cds-unaudited,naive} --port N``: vcf-cds goes
-through the production entry point (``service.server.run``); the floor and the naive app through the
+through the production entry point (``service.http.server.run``); the floor and the naive app through the
 same ``Server`` class and the same ``gunicorn_options``, so workers, threads and worker class are
 identical.
 
@@ -16,7 +16,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.server import Server, gunicorn_options, run
+from service.http.server import Server, gunicorn_options, run
+from service.state import app_state
 
 HOST = "127.0.0.1"
 
@@ -43,7 +44,7 @@ def without_audit_writes() -> None:
 
     def load_unaudited(self: Server) -> Any:
         app = load(self)
-        app.extensions["vcf_cds_audit_writer"] = DiscardedAuditRows()
+        app_state(app).audit_writer = DiscardedAuditRows()
         return app
 
     Server.load = load_unaudited  # type: ignore[method-assign]

@@ -51,11 +51,11 @@ from sqlalchemy import select  # noqa: E402
 
 from benchmarks.bench import cpu_seconds, one_sided  # noqa: E402
 from benchmarks.report import machine, write_section  # noqa: E402
-from service.db import create_db_engine  # noqa: E402
-from service.db import feedback as feedback_table  # noqa: E402
-from service.fhirtime import parse_fhir_datetime  # noqa: E402
-from service.replay import classify  # noqa: E402
-from service.timeshift import days_between, shift_dates  # noqa: E402
+from service.devtools.replay import classify  # noqa: E402
+from service.devtools.timeshift import days_between, shift_dates  # noqa: E402
+from service.normalize.fhirtime import parse_fhir_datetime  # noqa: E402
+from service.store.db import create_db_engine  # noqa: E402
+from service.store.db import feedback as feedback_table  # noqa: E402
 
 HEADING = "## Soak"
 CONNECTIONS = 16

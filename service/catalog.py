@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .normalize import OBSERVATION_CONCEPTS
-from .terminology import Terminology
+from .normalize.record import OBSERVATION_CONCEPTS
+from .normalize.terminology import Terminology
 
 PATIENT = "{{context.patientId}}"
 

@@ -84,7 +84,7 @@ def settings_or_exit() -> dict[str, Any]:
 
 
 def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> int:
-    from .server import run
+    from .http.server import run
 
     settings = settings_or_exit()
     return run(
@@ -96,8 +96,8 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
 
 
 def run_migrate() -> int:
-    from . import logs
-    from .server import migrate_database
+    from .http.server import migrate_database
+    from .observe import logs
 
     settings = settings_or_exit()
     logs.configure(str(settings["LOG_LEVEL"]))
@@ -107,8 +107,8 @@ def run_migrate() -> int:
 def run_feedback_report(as_json: bool) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .db import Database, display_url, has_schema
-    from .feedback import feedback_report, format_report
+    from .store.db import Database, display_url, has_schema
+    from .store.feedback import feedback_report, format_report
 
     url = str(settings_or_exit()["DATABASE_URL"])
     try:
@@ -132,8 +132,8 @@ def run_prune_audit(days: int) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .db import Database, display_url, has_schema, utcnow
-    from .retention import prune_audit
+    from .store.db import Database, display_url, has_schema, utcnow
+    from .store.retention import prune_audit
 
     if days < 1:
         print("vcf-cds prune-audit: --older-than must be at least 1 (days)", file=sys.stderr)
@@ -172,7 +172,7 @@ def healthcheck() -> int:
 
 
 def print_audit_hash(patient_id: str) -> int:
-    from .audit import AuditKey
+    from .store.audit import AuditKey
 
     key = str(settings_or_exit()["AUDIT_KEY"])
     if not key:
@@ -187,8 +187,8 @@ def run_replay(paths: Sequence[str], service: str | None, now: str | None, as_js
     import time
 
     from . import create_app
-    from .console import Style, outcome_lines, summary_line, wants_colour
-    from .replay import Outcome, expand, replay_file
+    from .devtools.console import Style, outcome_lines, summary_line, wants_colour
+    from .devtools.replay import Outcome, expand, replay_file
 
     # in-process, never on the network: the caller is the local user, not an EHR
     app = create_app({"DATABASE_URL": "sqlite://", "AUTH": "off"})
@@ -248,7 +248,7 @@ def check_mappings() -> int:
     from fhir.resources.R4B.valueset import ValueSet
     from pydantic import ValidationError
 
-    from .terminology import MappingError, load_terminology, overlaps, shipped_mappings_dir
+    from .normalize.terminology import MappingError, load_terminology, overlaps, shipped_mappings_dir
 
     folders = [shipped_mappings_dir()]
     if os.environ.get("VCF_CDS_EXTRA_MAPPINGS"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .origins import UrlRefusedError, check_url
+from .gather.origins import UrlRefusedError, check_url
 
 PREFIX = "VCF_CDS_"
 

@@ -15,16 +15,17 @@ from typing import Any
 
 from .catalog import ServiceDefinition, build_catalog
 from .decide import RULES_VERSION, Assessment, decide
+from .decide.facts import Facts
 from .errors import NotFoundError
-from .facts import Facts
-from .gather import Fetcher, Record, gather
-from .normalize import load_models, normalize
-from .orders import DraftOrder, augmentation_orders
-from .render import CardContext, cards_for
-from .render_orders import order_check_card
-from .schemas import load_request
-from .terminology import Terminology, load_terminology
-from .whose import patient_references
+from .gather.prefetch import Fetcher, Record, gather
+from .http.schemas import load_request
+from .normalize.orders import DraftOrder, augmentation_orders
+from .normalize.record import load_models, normalize
+from .normalize.terminology import Terminology, load_terminology
+from .normalize.whose import patient_references
+from .render.cards import CardContext, cards_for
+from .render.issued import IssuedCard, issued_cards
+from .render.order_check import order_check_card
 
 
 @dataclass
@@ -37,6 +38,11 @@ class HookResult:
     # what the assessment was made from, for the SMART app's timeline (service/smart)
     facts: Facts | None = None
     record: Record | None = None
+
+    @property
+    def issued(self) -> list[IssuedCard]:
+        """The cards as the audit log and the metrics count them."""
+        return issued_cards(self.cards)
 
 
 class Engine:

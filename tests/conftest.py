@@ -2,48 +2,69 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import settings
 
-from service import create_app
-from service.db import create_db_engine, migrate
 from service.pipeline import Engine
+from service.state import app_state
+from service.store.db import create_db_engine, migrate
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-# vendored copy of ../shared/conformance/cds-hooks (sources and licences in its README.md)
-CONFORMANCE = ROOT / "tests" / "data" / "cds-hooks"
-# Property tests replay the same examples on every run (CI must be reproducible); a run with
-# HYPOTHESIS_PROFILE=explore draws new ones, 20 times as many (a bug hunt, not a CI job).
-settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("explore", deadline=None, print_blob=True)
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-settings.load_profile(PROFILE)
+from support import examples  # noqa: F401  (loads the hypothesis profile before any test module)
+from support.apps import make_app
+from support.postgres import POSTGRES_URL
+
+# `pytest -m "not slow"` (about a minute) leaves these out; `bash scripts/test` runs everything.
+# End to end: real server processes, a browser, a wheel build, schemathesis, wrk, a FHIR server, a
+# misbehaving FHIR server on loopback; and the hypothesis property runs, the longest in-process tests.
+SLOW_MODULES = {
+    "test_bench_scaleout.py",
+    "test_benchmarks.py",
+    "test_containers.py",
+    "test_crash_safety.py",
+    "test_decide_properties.py",
+    "test_fhir_faults.py",
+    "test_fhir_integration.py",
+    "test_hostile_http.py",
+    "test_migrate.py",
+    "test_normalize_2026_12_properties.py",
+    "test_normalize_properties.py",
+    "test_scaleout.py",
+    "test_schemathesis.py",
+    "test_smart_app.py",
+    "test_soak_smoke.py",
+    "test_viewer_browser.py",
+    "test_wheel.py",
+}
+# real server processes (vcf-cds serve) in modules that are otherwise quick
+SLOW_TESTS = {
+    "test_processes_starting_together_migrate_once",
+    "test_serve_refuses_issuers_without_a_public_url",
+    "test_serve_refuses_to_start_with_a_broken_smart_setup",
+    "test_served_another_patients_fracture_gives_no_card",
+    "test_served_audience_is_the_public_url_whatever_the_request_claims",
+    "test_served_forwarded_for_counts_from_a_trusted_proxy",
+    "test_served_next_link_stays_under_the_callers_fhir_servers",
+    "test_served_redirect_and_server_binding",
+    "test_served_with_two_workers_one_token_is_accepted_once",
+}
 
 
-def examples(n: int) -> settings:
-    """``@examples(n)``: n examples in CI, more when exploring."""
-    return settings(max_examples=n * (20 if PROFILE == "explore" else 1))
-
-
-# A non-UTC offset catches code that mixes naive and aware times or assumes UTC
-NOW = datetime(2026, 6, 15, 10, 0, tzinfo=timezone(timedelta(hours=-4)))
-TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef0123456789abcdef"
-# scripts/test starts a throwaway PostgreSQL and sets this; unset, the PostgreSQL variants skip
-POSTGRES_URL = os.environ.get("VCF_CDS_TEST_POSTGRES_URL", "")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        name = getattr(item, "originalname", item.name)
+        if item.path.name in SLOW_MODULES or name in SLOW_TESTS or on_postgres:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -75,25 +96,6 @@ def engine() -> Engine:
     return Engine.load()
 
 
-def counter_uuids() -> Any:
-    counter = itertools.count(1)
-    return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
-
-
-def make_app(engine: Engine, database_url: str, **overrides: Any) -> Flask:
-    return create_app(
-        {
-            "TESTING": True,
-            "ENGINE": engine,
-            "CLOCK": lambda: NOW,
-            "NEW_UUID": counter_uuids(),
-            "DATABASE_URL": database_url,
-            "AUDIT_KEY": TEST_AUDIT_KEY,
-            **overrides,
-        }
-    )
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test: faster than migrating a new one each time."""
@@ -109,7 +111,7 @@ def app(engine: Engine, tmp_path: Path, sqlite_template: Path) -> Iterator[Flask
     shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
     app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}")
     yield app
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -138,7 +140,7 @@ def db_app(engine: Engine, database_url: str) -> Iterator[Flask]:
     """The app on SQLite and on PostgreSQL (each test using it runs twice)."""
     app = make_app(engine, database_url)
     yield app
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from builders import ICD10CM, bundle, condition, pain, request, vcf_extension
+from support.builders import ICD10CM, bundle, condition, pain, request, vcf_extension
 
 CDS_HOOKS_TOKEN = re.compile(r"\{\{([^}]*)\}\}")
 VALID_TOKENS = {

@@ -18,21 +18,22 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, select, text
 
-from service.audit import AuditKey, CallRows, insert_calls
-from service.db import audit_log, issued_card
-from service.groupcommit import GroupCommit
-from service.logs import json_handler
+from service.observe.logs import json_handler
 from service.pipeline import Engine
+from service.state import app_state
+from service.store.audit import AuditKey, CallRows, insert_calls
+from service.store.db import audit_log, issued_card
+from service.store.groupcommit import GroupCommit
 
-from builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
-from conftest import TEST_AUDIT_KEY, make_app
+from support.apps import TEST_AUDIT_KEY, make_app
+from support.builders import ICD10CM, PATIENT_ID, condition, pain, request, vcf_extension
 
 HOOK = "/cds-services/vcf-patient-view"
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
 
 
 def rows(app: Flask, table: Any = audit_log) -> list[dict[str, Any]]:
-    with app.extensions["vcf_cds_db"].engine.connect() as connection:
+    with app_state(app).database.engine.connect() as connection:
         return [dict(r._mapping) for r in connection.execute(select(table))]
 
 
@@ -49,7 +50,7 @@ def test_answered_call_is_audited_with_its_cards(db_app: Flask, db_client: Flask
     assert row["status"] == 200 and row["cards"] == 2 and row["duration_ms"] > 0
     recommendation = vcf_extension(response.get_json()["cards"][0])["recommendation"]
     assert row["recommendation"] == recommendation
-    assert row["rules_version"] == db_app.extensions["vcf_cds"].rules_version
+    assert row["rules_version"] == app_state(db_app).engine.rules_version
     assert row["patient_hash"] == expected_hash(PATIENT_ID)
     assert row["key_id"] == AuditKey.from_setting(TEST_AUDIT_KEY).key_id
     cards = {c["uuid"]: c for c in rows(db_app, issued_card)}
@@ -116,7 +117,7 @@ def test_no_advice_leaves_unaudited(app: Flask, client: FlaskClient) -> None:
 
     refused = {"service": "vcf-patient-view", "status": "503"}
     before = count("vcf_cds_hook_requests_total", **refused), count("vcf_cds_audit_write_failures_total")
-    with app.extensions["vcf_cds_db"].engine.begin() as connection:  # the audit tables are gone
+    with app_state(app).database.engine.begin() as connection:  # the audit tables are gone
         connection.execute(text("DROP TABLE issued_card"))
         connection.execute(text("DROP TABLE audit_log"))
     response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
@@ -133,12 +134,12 @@ def test_advice_whose_audit_row_may_not_survive_a_crash_is_withheld(
 ) -> None:
     import errno
 
-    from service import db
+    from service.store import sqlite
 
     def broken_disk(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(db.os, "fdatasync", broken_disk)  # the SQLite log cannot be synced
+    monkeypatch.setattr(sqlite.os, "fdatasync", broken_disk)  # the SQLite log cannot be synced
     response = client.post(HOOK, json=request(condition("c1", ICD10CM, "M80.08XA")))
     assert response.status_code == 503
     assert response.get_json()["issue"][0]["code"] == "transient"
@@ -176,10 +177,10 @@ def test_missing_key_is_said_loudly_and_makes_an_ephemeral_one(
     engine: Engine, tmp_path: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(engine, f"sqlite:///{tmp_path}/a.sqlite3", AUDIT_KEY="")
-    key = app.extensions["vcf_cds_audit_key"]
+    key = app_state(app).audit_key
     assert key.ephemeral and len(key.secret) >= 32
     assert any("VCF_CDS_AUDIT_KEY is not set" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 def test_audit_hash_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -211,7 +212,7 @@ def test_concurrent_calls_share_commits_and_each_card_is_filed_under_its_own_cal
         return insert_calls(connection, calls)
 
     # the writer init_app builds, counting its batches
-    db_app.extensions["vcf_cds_audit_writer"] = GroupCommit(db_app.extensions["vcf_cds_db"].engine.begin, slow_insert)
+    app_state(db_app).audit_writer = GroupCommit(app_state(db_app).database.engine.begin, slow_insert)
 
     def call(n: int) -> tuple[str, set[str]]:
         body = request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))

@@ -15,7 +15,25 @@ import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from tokens import (
+
+from service import create_app
+from service.auth.issuers import (
+    IssuerConfigError,
+    IssuerRegistry,
+    PublicUrlRequiredError,
+    is_loopback,
+    load_issuers,
+    parse_issuers,
+)
+from service.auth.jwks import JwkList, JwksError
+from service.auth.replay import MemoryReplayStore, ReplayStoreFullError
+from service.auth.verifier import MAX_TOKEN_CHARS, TokenRejectedError, verify_token
+from service.pipeline import Engine
+
+from support.builders import ICD10CM, condition, request
+from support.clock import NOW, counter_uuids
+from support.paths import CONFORMANCE
+from support.tokens import (
     EHR,
     PUBLIC_URL,
     SERVICE_URL,
@@ -27,26 +45,6 @@ from tokens import (
     rsa_signer,
     unsigned,
 )
-
-from service import create_app
-from service.auth import (
-    MAX_TOKEN_CHARS,
-    IssuerConfigError,
-    IssuerRegistry,
-    MemoryReplayStore,
-    PublicUrlRequiredError,
-    ReplayStoreFullError,
-    TokenRejectedError,
-    is_loopback,
-    load_issuers,
-    parse_issuers,
-    verify_token,
-)
-from service.jwks import JwkList, JwksError
-from service.pipeline import Engine
-
-from builders import ICD10CM, condition, request
-from conftest import CONFORMANCE, NOW, counter_uuids
 
 SPEC = CONFORMANCE / "spec-2.0.1"
 OTHER = "https://other-ehr.example.net"

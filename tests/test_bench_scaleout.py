@@ -15,10 +15,10 @@ import pytest
 
 from benchmarks.scaleout import BEGIN, END, TARGETS
 
-from conftest import POSTGRES_URL, ROOT
+from support.paths import ROOT
+from support.postgres import POSTGRES_URL
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(not POSTGRES_URL, reason="VCF_CDS_TEST_POSTGRES_URL is unset (bash scripts/with-postgres)"),
     pytest.mark.skipif(
         not (shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())),

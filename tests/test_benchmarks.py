@@ -18,9 +18,10 @@ from flask import Flask
 
 from benchmarks import records
 from benchmarks.bench import BEGIN, END, PATH, Served, check_cards, one_sided, parse_wrk
-from service.server import gunicorn_options
+from service.http.server import gunicorn_options
 
-from conftest import NOW, ROOT
+from support.clock import NOW
+from support.paths import ROOT
 
 FHIR_SECTION = "## FHIR fallback concurrency\n\nwritten by another script, kept as is\n"
 

@@ -13,9 +13,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service import body as body_module
+from service.http import body as body_module
+from service.state import app_state
 
-from builders import ICD10CM, condition, request
+from support.builders import ICD10CM, condition, request
 
 
 class FakeSocket:
@@ -150,22 +151,22 @@ def post_together(app: Flask, count: int) -> list[int]:
 
 
 def test_small_bodies_are_answered_concurrently(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    overlap = Overlap(app.extensions["vcf_cds"].evaluate, hold=0, barrier=threading.Barrier(2))
-    monkeypatch.setattr(app.extensions["vcf_cds"], "evaluate", overlap)
+    overlap = Overlap(app_state(app).engine.evaluate, hold=0, barrier=threading.Barrier(2))
+    monkeypatch.setattr(app_state(app).engine, "evaluate", overlap)
     assert post_together(app, 2) == [200, 200] and overlap.most == 2
 
 
 def test_large_bodies_take_turns_so_a_worker_holds_one_at_a_time(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(body_module, "LARGE_BODY", 100)  # every request body here is larger
-    overlap = Overlap(app.extensions["vcf_cds"].evaluate, hold=0.05)
-    monkeypatch.setattr(app.extensions["vcf_cds"], "evaluate", overlap)
+    overlap = Overlap(app_state(app).engine.evaluate, hold=0.05)
+    monkeypatch.setattr(app_state(app).engine, "evaluate", overlap)
     assert post_together(app, 4) == [200] * 4 and overlap.most == 1
 
 
 def test_a_large_body_that_waits_too_long_is_told_to_retry(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(body_module, "LARGE_BODY", 100)
     monkeypatch.setattr(body_module, "TURN_TIMEOUT", 0.2)
-    monkeypatch.setattr(app.extensions["vcf_cds"], "evaluate", Overlap(app.extensions["vcf_cds"].evaluate, hold=1.0))
+    monkeypatch.setattr(app_state(app).engine, "evaluate", Overlap(app_state(app).engine.evaluate, hold=1.0))
     statuses = sorted(post_together(app, 2))
     assert statuses == [200, 503]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from service.replay import expand, replay_file
+from service.devtools.replay import expand, replay_file
 
-from cds_rules import card_problems, response_problems
-from test_fixtures import FIXTURES
+from support.cds_rules import card_problems, response_problems
+from support.paths import FIXTURES
 
 ALL = list(expand([FIXTURES]))
 

@@ -15,15 +15,18 @@ from hypothesis import given
 
 from service.decide import Criterion, decide
 from service.decide.documentation import WHAT_TO_DOCUMENT
-from service.facts import Facts
-from service.orders import DraftOrder
-from service.render import CardContext, cards_for, criteria_table
-from service.render_orders import order_check_card
-from service.replay import expand, replay_file
+from service.decide.facts import Facts
+from service.devtools.replay import expand, replay_file
+from service.normalize.orders import DraftOrder
+from service.render.cards import CardContext, cards_for, criteria_table
+from service.render.order_check import order_check_card
+from service.state import app_state
 
-from conftest import counter_uuids, examples, make_app
-from strategies import facts
-from test_fixtures import FIXTURES
+from support.apps import make_app
+from support.clock import counter_uuids
+from support.examples import examples
+from support.paths import FIXTURES
+from support.strategies import facts
 
 ALL = list(expand([FIXTURES]))
 
@@ -100,7 +103,7 @@ def fixture_cards(engine: Any, sqlite_template: Path, tmp_path_factory: pytest.T
         outcome = replay_file(app, fixture, None, None)
         if outcome.status == 200:
             out += [(fixture.relative_to(FIXTURES).as_posix(), card) for card in outcome.body["cards"]]
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
     assert len(out) > 50, "the fixtures should give many cards"
     return out
 

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
-from service.console import wants_colour
+from service.devtools.console import wants_colour
 
-from test_fixtures import FIXTURES
-
-ROW14 = next((FIXTURES / "patient-view").glob("27-*.json"))
+from support.paths import FIXTURES, ROW14
 
 
 def test_replay_readable(capsys: pytest.CaptureFixture[str]) -> None:

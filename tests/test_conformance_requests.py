@@ -9,8 +9,8 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
-from cds_rules import response_problems
-from conftest import CONFORMANCE
+from support.cds_rules import response_problems
+from support.paths import CONFORMANCE
 
 HOOK_SERVICES = {"patient-view": "vcf-patient-view", "order-select": "vcf-order-select", "order-sign": "vcf-order-sign"}
 

@@ -25,11 +25,12 @@ import yaml
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, make_url, select
 
-from service.db import audit_log, create_db_engine
-from service.server import GRACEFUL_SECONDS
+from service.http.server import GRACEFUL_SECONDS
+from service.store.db import audit_log, create_db_engine
 
-from builders import ICD10CM, condition, pain, request
-from conftest import ROOT, TEST_AUDIT_KEY
+from support.apps import TEST_AUDIT_KEY
+from support.builders import ICD10CM, condition, pain, request
+from support.paths import ROOT
 
 HOOK = "/cds-services/vcf-patient-view"
 CONCURRENT = 16
@@ -272,7 +273,7 @@ def logging_restored() -> Any:
 def test_serve_refuses_to_start_off_loopback_without_an_audit_key(
     monkeypatch: pytest.MonkeyPatch, logging_restored: None
 ) -> None:
-    from service.server import run
+    from service.http.server import run
 
     monkeypatch.delenv("VCF_CDS_AUDIT_KEY", raising=False)
     assert run("0.0.0.0", free_port(), 1, 1) == 2
@@ -281,7 +282,7 @@ def test_serve_refuses_to_start_off_loopback_without_an_audit_key(
 def test_serve_on_loopback_makes_one_key_for_all_workers(
     monkeypatch: pytest.MonkeyPatch, logging_restored: None
 ) -> None:
-    from service.server import check_audit_key
+    from service.http.server import check_audit_key
 
     monkeypatch.delenv("VCF_CDS_AUDIT_KEY", raising=False)
     assert check_audit_key("127.0.0.1") is None
@@ -291,14 +292,14 @@ def test_serve_on_loopback_makes_one_key_for_all_workers(
 def test_serve_says_when_the_database_cannot_be_prepared(
     monkeypatch: pytest.MonkeyPatch, logging_restored: None
 ) -> None:
-    from service.server import run
+    from service.http.server import run
 
     monkeypatch.setenv("VCF_CDS_AUDIT_KEY", TEST_AUDIT_KEY)
     monkeypatch.setenv("VCF_CDS_DATABASE_URL", "postgresql://u:pw@127.0.0.1:1/none?connect_timeout=1")
     assert run("127.0.0.1", free_port(), 1, 1) == 1
     monkeypatch.setenv("VCF_CDS_DATABASE_URL", "not a url :secret@")
     assert run("127.0.0.1", free_port(), 1, 1) == 1
-    from service.db import display_url
+    from service.store.db import display_url
 
     assert "secret" not in display_url("not a url :secret@")
 
@@ -308,7 +309,7 @@ def test_serve_says_when_the_database_cannot_be_prepared(
     [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("10.0.0.5", False)],
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
-    from service.server import is_loopback
+    from service.http.server import is_loopback
 
     assert is_loopback(host) is loopback
 

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.cors import RefusedOrigins, parse_origins
+from service.http.cors import RefusedOrigins, parse_origins
 from service.pipeline import Engine
 
 SANDBOX = "https://sandbox.cds-hooks.org"

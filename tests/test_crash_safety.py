@@ -26,11 +26,11 @@ from pathlib import Path
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import select
 
-from service.db import audit_log, create_db_engine, issued_card
-from service.db import feedback as feedback_table
+from service.store.db import audit_log, create_db_engine, issued_card
+from service.store.db import feedback as feedback_table
 
-from builders import ICD10CM, condition, pain, request
-from served import Served, serving
+from support.builders import ICD10CM, condition, pain, request
+from support.served import Served, serving
 
 CLIENTS = 6
 HOOK_CLIENTS = 2  # of them, posting hook calls; the others post feedback

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select
 
-from service.db import (
+from service.store.db import (
     Database,
     audit_log,
     create_db_engine,
@@ -35,7 +35,7 @@ def test_migrations_build_the_declared_schema(database_url: str) -> None:
         assert current == head and head
         with engine.connect() as connection:
             drift = compare_metadata(MigrationContext.configure(connection), metadata)
-        assert drift == [], "service/db.py and service/migrations disagree: write a migration"
+        assert drift == [], "service/store/db.py and service/store/migrations disagree: write a migration"
     finally:
         engine.dispose()
 
@@ -61,7 +61,7 @@ def test_sqlite_commits_are_on_disk_before_they_return(tmp_path: Path, monkeypat
     import fcntl
     import os
 
-    from service import db
+    from service.store import sqlite
 
     path = tmp_path / "durable.sqlite3"
     engine = create_db_engine(f"sqlite:///{path}")
@@ -85,8 +85,8 @@ def test_sqlite_commits_are_on_disk_before_they_return(tmp_path: Path, monkeypat
 
         return sync
 
-    monkeypatch.setattr(db.os, "fdatasync", spy(real_fdatasync))
-    monkeypatch.setattr(db.os, "fsync", spy(real_fsync))
+    monkeypatch.setattr(sqlite.os, "fdatasync", spy(real_fdatasync))
+    monkeypatch.setattr(sqlite.os, "fsync", spy(real_fsync))
     try:
         with engine.begin() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -115,7 +115,7 @@ def test_a_commit_whose_log_cannot_be_synced_fails_and_frees_the_lock(
 
     from sqlalchemy.exc import OperationalError
 
-    from service import db
+    from service.store import sqlite
 
     engine = create_db_engine(f"sqlite:///{tmp_path}/eio.sqlite3")
     try:
@@ -125,7 +125,7 @@ def test_a_commit_whose_log_cannot_be_synced_fails_and_frees_the_lock(
         def broken_disk(fd: int) -> None:
             raise OSError(errno.EIO, "Input/output error")
 
-        monkeypatch.setattr(db.os, "fdatasync", broken_disk)
+        monkeypatch.setattr(sqlite.os, "fdatasync", broken_disk)
         with pytest.raises(OperationalError, match="write-ahead log"), engine.begin() as connection:
             connection.exec_driver_sql("INSERT INTO t VALUES (1)")
         monkeypatch.undo()
@@ -168,7 +168,7 @@ def test_check_names_an_unmigrated_or_unreachable_database(tmp_path: object) -> 
 
 def test_processes_starting_together_migrate_once(database_url: str) -> None:
     # several containers (or gunicorn masters) starting on a fresh database at the same moment
-    probe = "import sys; from service.db import create_db_engine, migrate; migrate(create_db_engine(sys.argv[1]))"
+    probe = "import sys; from service.store.db import create_db_engine, migrate; migrate(create_db_engine(sys.argv[1]))"
     starters = [subprocess.Popen([sys.executable, "-c", probe, database_url], stderr=subprocess.PIPE) for _ in range(2)]
     errors = [p.communicate(timeout=60)[1].decode() for p in starters]
     assert [p.returncode for p in starters] == [0, 0], errors
@@ -183,7 +183,7 @@ def test_sqlite_transactions_queue_on_locks_and_always_release_them(tmp_path: Pa
 
     from sqlalchemy import event
 
-    from service.db import create_db_engine
+    from service.store.db import create_db_engine
 
     path = tmp_path / "queue.sqlite3"
     # two engines stand for two worker processes (each its own thread lock, both on the file lock)

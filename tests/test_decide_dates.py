@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from service.decide import decide
-from service.facts import Facts, Fracture, Reading
+from service.decide.facts import Facts, Fracture, Reading
 
-from conftest import NOW
+from support.clock import NOW
 
 TODAY = NOW  # onsets are moments; whole days are counted from them
 

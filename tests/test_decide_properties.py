@@ -9,14 +9,15 @@ from typing import Any
 from hypothesis import event, given
 
 from service.decide import decide
-from service.facts import Facts
-from service.orders import DraftOrder
-from service.render import CardContext, cards_for
-from service.render_orders import order_check_card
+from service.decide.facts import Facts
+from service.normalize.orders import DraftOrder
+from service.render.cards import CardContext, cards_for
+from service.render.order_check import order_check_card
 
-from cds_rules import card_problems
-from conftest import counter_uuids, examples
-from strategies import facts
+from support.cds_rules import card_problems
+from support.clock import counter_uuids
+from support.examples import examples
+from support.strategies import facts
 
 RECOMMENDATIONS = {"conservative", "augmentation", "referral"}
 PATHWAYS = {"osteoporotic", "neoplastic", "traumatic", "unknown"}

@@ -7,10 +7,10 @@ import re
 
 from flask.testing import FlaskClient
 
-from service.auth import parse_issuers
+from service.auth.issuers import parse_issuers
 from service.config import PREFIX, SETTINGS
 
-from conftest import CONFORMANCE, ROOT
+from support.paths import CONFORMANCE, ROOT
 
 README = (ROOT / "README.md").read_text()
 

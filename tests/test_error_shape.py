@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from builders import ICD10CM, condition, request
+from service.state import app_state
+
+from support.builders import ICD10CM, condition, request
 
 
 def _412(client: FlaskClient) -> Any:
@@ -19,10 +21,10 @@ def _412(client: FlaskClient) -> Any:
 
 def _503(client: FlaskClient) -> Any:
     # readiness with the database gone: the one 503 reachable without monkeypatching
-    from service.db import Database
+    from service.store.db import Database
 
-    client.application.extensions["vcf_cds_db"].engine.dispose()
-    client.application.extensions["vcf_cds_db"] = Database("postgresql://u:p@127.0.0.1:1/x?connect_timeout=1")
+    app_state(client.application).database.engine.dispose()
+    app_state(client.application).database = Database("postgresql://u:p@127.0.0.1:1/x?connect_timeout=1")
     return client.get("/readyz")
 
 
@@ -46,6 +48,8 @@ class _Stalled(io.RawIOBase):
 
 CASES = {
     400: lambda c: c.post("/cds-services/vcf-patient-view", data=b"{not json", content_type="application/json"),
+    # no trusted issuers configured: only loopback callers are served
+    401: lambda c: c.post("/cds-services/vcf-patient-view", json={}, environ_overrides={"REMOTE_ADDR": "203.0.113.9"}),
     404: lambda c: c.post("/cds-services/no-such-service", json={}),
     405: lambda c: c.put("/cds-services/vcf-patient-view", json={}),
     408: lambda c: c.post(

@@ -11,12 +11,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from service.cli import main
-from service.db import feedback
-from service.feedback import feedback_report, format_report
 from service.pipeline import Engine
+from service.state import app_state
+from service.store.db import feedback
+from service.store.feedback import feedback_report, format_report
 
-from builders import ICD10CM, condition, pain, request, vcf_extension
-from conftest import CONFORMANCE, make_app
+from support.apps import make_app
+from support.builders import ICD10CM, condition, pain, request, vcf_extension
+from support.paths import CONFORMANCE
 
 FEEDBACK = "/cds-services/vcf-patient-view/feedback"
 SPEC = CONFORMANCE / "spec-2.0.1"
@@ -24,7 +26,7 @@ NON_ADHERENCE = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-code
 
 
 def stored(app: Flask) -> list[dict[str, Any]]:
-    with app.extensions["vcf_cds_db"].engine.connect() as connection:
+    with app_state(app).database.engine.connect() as connection:
         return [dict(r._mapping) for r in connection.execute(select(feedback).order_by(feedback.c.id))]
 
 
@@ -93,7 +95,7 @@ def test_comments_are_kept_when_the_site_asks(engine: Engine, tmp_path: object) 
     body = {"feedback": [item("x", "overridden", overrideReason={"userComment": "too frail"})]}
     assert client.post(FEEDBACK, json=body).status_code == 200
     assert stored(app)[0]["user_comment"] == "too frail"
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -131,7 +133,7 @@ def test_a_database_failure_is_503_so_the_ehr_retries(client: FlaskClient, monke
     def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, Exception("disk full"))
 
-    monkeypatch.setattr("service.feedback.store_feedback", broken)
+    monkeypatch.setattr("service.http.feedback.store_feedback", broken)
     response = client.post(FEEDBACK, json={"feedback": [item("c")]})
     assert response.status_code == 503 and response.get_json()["resourceType"] == "OperationOutcome"
 
@@ -151,7 +153,7 @@ def test_report_rates_per_recommendation_and_reasons(db_app: Flask, db_client: F
             ]
         },
     )
-    report = feedback_report(db_app.extensions["vcf_cds_db"]).as_json()
+    report = feedback_report(app_state(db_app).database).as_json()
     by_kind = {r["kind"]: r for r in report["recommendations"]}
     main_row = by_kind["recommendation"]
     assert main_row["recommendation"] == recommendation
@@ -162,7 +164,7 @@ def test_report_rates_per_recommendation_and_reasons(db_app: Flask, db_client: F
     reasons = {(r["kind"], (r["reason"] or {}).get("code")): r["count"] for r in report["overrideReasons"]}
     assert reasons == {("recommendation", "does-not-align-preferences"): 1, ("secondary-prevention", None): 1}
     assert report["unknownCards"] == {"overridden": 1}
-    text = format_report(feedback_report(db_app.extensions["vcf_cds_db"]))
+    text = format_report(feedback_report(app_state(db_app).database))
     assert "50.0%" in text and "does-not-align-preferences (Preferences)" in text and "no record of: 1" in text
 
 
@@ -186,7 +188,7 @@ def test_report_command_on_an_empty_or_missing_database(tmp_path: object, monkey
 
 
 def test_report_when_nothing_happened_yet(app: Flask) -> None:
-    text = format_report(feedback_report(app.extensions["vcf_cds_db"]))
+    text = format_report(feedback_report(app_state(app).database))
     assert "(no cards issued yet)" in text and "(no overrides yet)" in text
 
 

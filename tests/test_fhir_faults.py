@@ -28,11 +28,12 @@ import responses
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.fhirclient import FhirClient, Limits
-from service.gather import FetchFailure
+from service.gather.fhirclient import FhirClient, Limits
+from service.gather.prefetch import FetchFailure
+from service.state import app_state
 
-from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
-from conftest import NOW
+from support.builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
+from support.clock import NOW
 
 BUDGET = 1.0
 MARGIN = 2.0  # generous: this guards against hangs, it does not measure speed
@@ -220,7 +221,7 @@ FAULTS: dict[str, Callable[[socket.socket, Server, str], None]] = {
     "endless-headers": endless_headers,
     "gzip-bomb": gzip_bomb,
 }
-# what the 412 says for required data, in the words of service/fhirclient.py: one text for every
+# what the 412 says for required data, in the words of service/gather/fhirclient.py: one text for every
 # server that gave no answer (a port scanner learns nothing), what was wrong for those that did
 UNREACHABLE = "Condition search: the FHIR server could not be reached"
 ANSWERED = "Condition search: the FHIR server answered with an error: "
@@ -278,7 +279,7 @@ def client(engine: Any, fhir_mock: responses.RequestsMock) -> Iterator[FlaskClie
     fhir_mock.add_passthru("http://127.0.0.2")  # so that a followed redirect would really arrive there
     app = create_app({"TESTING": True, "ENGINE": engine, "CLOCK": lambda: NOW, "FHIR_TIMEOUT": BUDGET})
     yield app.test_client()
-    app.extensions["vcf_cds_fetch"].close()
+    app_state(app).fetch.close()
 
 
 def hook_call(base: str, *fetch: str) -> dict[str, Any]:

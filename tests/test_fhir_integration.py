@@ -1,7 +1,7 @@
 """End to end against a real FHIR server process on loopback: sekmet-fhir (PyPI, pinned in the
 ``test`` extra), loaded with a real Synthea bundle and a VCF patient built here.
 
-The hook calls carry no prefetch: everything comes from the server through service/fhirclient.py.
+The hook calls carry no prefetch: everything comes from the server through service/gather/fhirclient.py.
 Skips (saying why) when the server cannot be installed or started; `bash scripts/test` installs it.
 ``FHIR_IT_BASE`` (and ``FHIR_IT_TOKEN``) point the same tests at a running server instead, e.g. HAPI
 FHIR: ``FHIR_IT_BASE=http://localhost:8080/fhir .venv/bin/python -m pytest tests/test_fhir_integration.py``.
@@ -27,13 +27,13 @@ import pytest
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.fhirclient import FhirClient, Limits
-from service.normalize import OBSERVATION_CONCEPTS
+from service.gather.fhirclient import FhirClient, Limits
+from service.normalize.record import OBSERVATION_CONCEPTS
 
-from builders import bundle
-from cds_rules import response_problems
-from conftest import NOW, ROOT
-from test_fixtures import FIXTURES
+from support.builders import bundle
+from support.cds_rules import response_problems
+from support.clock import NOW
+from support.paths import FIXTURES, ROOT
 
 TOKEN = os.environ.get("FHIR_IT_TOKEN", "vcf-cds-integration-token")
 EXTERNAL = os.environ.get("FHIR_IT_BASE", "").rstrip("/")

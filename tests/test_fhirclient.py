@@ -1,4 +1,4 @@
-"""The FHIR-server fallback (service/fhirclient.py): every branch against ``responses``.
+"""The FHIR-server fallback (service/gather/fhirclient.py): every branch against ``responses``.
 
 Through the app where the answer to the EHR is the point (200 card, 412 naming the data), on
 ``FhirClient`` directly where a limit is (budget, bytes, pages), with small limits.
@@ -22,11 +22,13 @@ from flask.testing import FlaskClient
 
 from service import create_app
 from service.errors import PrefetchUnavailableError
-from service.fhirclient import FhirClient, Limits, server_permit
-from service.gather import FetchFailure
+from service.gather.fhirclient import FhirClient, Limits, server_permit
+from service.gather.prefetch import FetchFailure
+from service.state import app_state
 
-from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
-from conftest import NOW, make_app
+from support.apps import make_app
+from support.builders import ICD10CM, PATIENT_ID, bundle, condition, pain, patient, request, vcf_extension
+from support.clock import NOW
 
 BASE = "https://ehr.example.org/fhir"
 TOKEN = "at-5ecret-Token-value"
@@ -84,7 +86,7 @@ def app(engine: Any, tmp_path: Path, sqlite_template: Path) -> Iterator[Flask]:
     shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
     app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}", FHIR_ALLOWLIST=[BASE])
     yield app
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ import orjson
 import pytest
 from flask import Flask
 
-from service.replay import expand, replay_file
+from service.devtools.replay import expand, replay_file
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from support.paths import FIXTURES
+
 FILES = [p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())]
 
 

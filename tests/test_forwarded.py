@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from tokens import EHR, PUBLIC_URL, SERVICE_URL, Signer, claims, ec_signer, issuer_file
 
-from service.auth import parse_issuers
+from service.auth.issuers import parse_issuers
+from service.http.proxies import TrustedProxies
 from service.pipeline import Engine
-from service.proxies import TrustedProxies
 
-from builders import ICD10CM, condition, request
-from conftest import NOW, TEST_AUDIT_KEY, make_app
-from served import Served, http, serving
+from support.apps import TEST_AUDIT_KEY, make_app
+from support.builders import ICD10CM, condition, request
+from support.clock import NOW
+from support.served import Served, http, serving
+from support.tokens import EHR, PUBLIC_URL, SERVICE_URL, Signer, claims, ec_signer, issuer_file
 
 OTHER_SERVICE = "https://other-cds.example.org"
 HOOK = "/cds-services/vcf-patient-view"

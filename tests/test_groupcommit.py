@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.groupcommit import GroupCommit
+from service.store.groupcommit import GroupCommit
 
 
 class Database:

@@ -1,4 +1,4 @@
-"""Every request of the bad-input corpus (tests/corpus.py) gets its status, one error shape, no 500,
+"""Every request of the bad-input corpus (tests/support/corpus.py) gets its status, one error shape, no 500,
 no traceback, no record value in a message - and the app answers a valid request right after.
 """
 
@@ -9,26 +9,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from builders import vcf_extension
-from cds_rules import response_problems
-from corpus import CANARY, CASES, JSON, Case, dumps, valid_request
-
-
-def check_answer(case: Case, status: int, content_type: str, text: str, body: Any) -> None:
-    """The contract for one answer to a corpus request (shared with the HTTP test)."""
-    assert status == case.status, text[:300]
-    assert "Traceback" not in text and 'File "' not in text
-    assert CANARY not in text
-    if status >= 300:
-        assert content_type.startswith("application/fhir+json")
-        assert body["resourceType"] == "OperationOutcome" and len(body["issue"]) == 1, body
-        issue = body["issue"][0]
-        assert issue["severity"] == "error" and issue["code"] and isinstance(issue["diagnostics"], str)
-        assert case.says in issue["diagnostics"]
-        return
-    assert response_problems(body) == []
-    if case.says:
-        assert case.says in body["cards"][0]["detail"]
+from support.builders import vcf_extension
+from support.corpus import CASES, JSON, Case, check_answer, dumps, valid_request
 
 
 def assert_still_serving(client: FlaskClient) -> None:

@@ -24,8 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from corpus import HTTP_CASES, JSON, MIB, Case, dumps, valid_request
-from test_hostile_corpus import check_answer
+from support.corpus import HTTP_CASES, JSON, MIB, Case, check_answer, dumps, valid_request
 
 BODY_TIMEOUT = 2  # VCF_CDS_BODY_TIMEOUT for the test server
 HEAD = "POST /cds-services/{service} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n"

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 import pytest
 import requests
 import responses
-from test_auth import SPEC, SPEC_TOKEN, spec_registry
 
-from service.auth import MemoryReplayStore, verify_token
-from service.jwks import FETCH_TIMEOUT, JwkList, JwksCache, JwksError, fetch_jwks
+from service.auth.jwks import FETCH_TIMEOUT, JwkList, JwksCache, JwksError, fetch_jwks
+from service.auth.replay import MemoryReplayStore
+from service.auth.verifier import verify_token
+
+from test_auth import SPEC, SPEC_TOKEN, spec_registry
 
 URL = "https://ehr.example.org/.well-known/jwks.json"
 KEY = {"kty": "EC", "crv": "P-384", "kid": "k1", "x": "x", "y": "y"}

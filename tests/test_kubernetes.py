@@ -24,9 +24,9 @@ from flask.testing import FlaskClient
 
 from service.cli import main as cli_main
 from service.config import PREFIX, SETTINGS, load_settings
-from service.server import GRACEFUL_SECONDS
+from service.http.server import GRACEFUL_SECONDS
 
-from conftest import ROOT
+from support.paths import ROOT
 
 FOLDER = ROOT / "deploy" / "kubernetes"
 VERSIONS = ("1.25.0", kubernetes_validate.latest_version())  # the oldest schemas it ships, and the newest

@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
+from service.normalize.jsondepth import MAX_JSON_DEPTH, json_depth_exceeds
 
-from builders import ICD10CM, condition, request
+from support.builders import ICD10CM, condition, request
 
 URL = "/cds-services/vcf-patient-view"
 

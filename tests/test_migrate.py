@@ -14,10 +14,10 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
-from service.db import create_db_engine, has_schema, schema_revision
+from service.store.db import create_db_engine, has_schema, schema_revision
 
-from scaleout import vcf_cds
-from served import http, serving
+from support.scaleout import vcf_cds
+from support.served import http, serving
 
 
 def run_migrate(database_url: str) -> subprocess.CompletedProcess[str]:

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-import service.normalize as normalize_module
+import service.normalize.record as normalize_module
 from service.decide import decide
-from service.facts import IN_FUTURE, Ignored
-from service.normalize import normalize
+from service.decide.facts import IN_FUTURE, Ignored
+from service.normalize.record import normalize
 from service.pipeline import Engine
 
-from builders import ICD10CM, condition, finding, pain, patient, request, vcf_extension
-from conftest import NOW
+from support.builders import ICD10CM, condition, finding, pain, patient, request, vcf_extension
+from support.clock import NOW
 
 
 def day(n: int) -> str:

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from service.facts import ENTERED_IN_ERROR, IN_FUTURE, UNREADABLE, Facts
-from service.levels import count_levels
-from service.normalize import normalize
+from service.decide.facts import ENTERED_IN_ERROR, IN_FUTURE, UNREADABLE, Facts
+from service.decide.levels import count_levels
+from service.normalize.record import normalize
 from service.pipeline import Engine
 
-from builders import ICD10CM, LOINC, SNOMED, condition, observation, patient
-from conftest import NOW
+from support.builders import ICD10CM, LOINC, SNOMED, condition, observation, patient
+from support.clock import NOW
 
 HTTPS_LOINC = "https://loinc.org"
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"

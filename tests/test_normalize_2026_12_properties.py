@@ -7,13 +7,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.facts import UNREADABLE, VERTEBRAE
-from service.levels import count_levels
-from service.normalize import normalize
+from service.decide.facts import UNREADABLE, VERTEBRAE
+from service.decide.levels import count_levels
+from service.normalize.record import normalize
 from service.pipeline import Engine
 
-from builders import ICD10CM, LOINC, condition, observation, patient
-from conftest import NOW, examples
+from support.builders import ICD10CM, LOINC, condition, observation, patient
+from support.clock import NOW
+from support.examples import examples
 
 ENGINE = Engine.load()
 # the vertebra value set's own SNOMED codes (the codes live in mappings/), by level name

@@ -12,18 +12,19 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from service.decide import Assessment, decide
+from service.decide.facts import Facts
 from service.errors import InvalidResourceError, ServiceError
-from service.facts import Facts
-from service.fhirtime import parse_fhir_datetime
-from service.normalize import normalize
+from service.normalize.fhirtime import parse_fhir_datetime
+from service.normalize.record import normalize
 from service.pipeline import Engine
-from service.render import CardContext, cards_for
+from service.render.cards import CardContext, cards_for
 
-from builders import ICD10CM, bundle, condition, finding, pain, request
-from cds_rules import card_problems
-from conftest import NOW, counter_uuids, examples
-from records import CANARY, SEEDS, VCF, VCF_PERIOD, replace_at
-from strategies import ZONES, broken, irrelevant_resources, json_values, records
+from support.builders import ICD10CM, bundle, condition, finding, pain, request
+from support.cds_rules import card_problems
+from support.clock import NOW, counter_uuids
+from support.examples import examples
+from support.records import CANARY, SEEDS, VCF, VCF_PERIOD, replace_at
+from support.strategies import ZONES, broken, irrelevant_resources, json_values, records
 
 ENGINE = Engine.load()  # hypothesis runs many examples per test: no function-scoped fixtures
 PAIN_CODES = {"72514-3", "38208-5", "38214-3"}

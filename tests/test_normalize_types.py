@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from service.decide import decide
+from service.decide.facts import UNREADABLE, Ignored
 from service.errors import InvalidResourceError
-from service.facts import UNREADABLE, Ignored
-from service.normalize import normalize
+from service.normalize.record import normalize
 from service.pipeline import Engine
-from service.render import CardContext, cards_for
+from service.render.cards import CardContext, cards_for
 
-from cds_rules import card_problems
-from conftest import NOW, counter_uuids
-from records import CANARY, CONDITIONS, PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
+from support.cds_rules import card_problems
+from support.clock import NOW, counter_uuids
+from support.records import CANARY, CONDITIONS, PATIENT, READ_PATHS, SEEDS, VCF, WRONG_VALUES, delete_at, replace_at
 
 CASES = [(seed, path) for seed in [PATIENT, *SEEDS] for path in READ_PATHS[seed["resourceType"]]]
 

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from builders import ICD10CM, condition, pain, request
-from conftest import CONFORMANCE
+from support.builders import ICD10CM, condition, pain, request
+from support.paths import CONFORMANCE
 
 # GET / (the developer viewer) is described here and built in its own issue
 PLANNED = {("/", "get")}
@@ -50,7 +50,7 @@ def test_every_route_is_described(app: Flask, spec: dict[str, Any]) -> None:
         for method in rule.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }
-    assert routes - described == set(), "add these endpoints to service/openapi.py"
+    assert routes - described == set(), "add these endpoints to service/http/openapi.py"
     assert described - routes <= {(norm(p), m) for p, m in PLANNED}
 
 

@@ -10,10 +10,11 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from service import metrics
-from service.db import Database
+from service.observe import metrics
+from service.state import app_state
+from service.store.db import Database
 
-from builders import ICD10CM, condition, pain, request, vcf_extension
+from support.builders import ICD10CM, condition, pain, request, vcf_extension
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -42,8 +43,8 @@ def test_readyz_when_ready(db_client: FlaskClient) -> None:
 
 
 def test_readyz_when_the_database_is_gone(app: Flask, client: FlaskClient) -> None:
-    app.extensions["vcf_cds_db"].engine.dispose()
-    app.extensions["vcf_cds_db"] = Database("postgresql://u:pw@127.0.0.1:1/none?connect_timeout=1")
+    app_state(app).database.engine.dispose()
+    app_state(app).database = Database("postgresql://u:pw@127.0.0.1:1/none?connect_timeout=1")
     response = client.get("/readyz")
     assert response.status_code == 503
     diagnostics = response.get_json()["issue"][0]["diagnostics"]
@@ -52,20 +53,20 @@ def test_readyz_when_the_database_is_gone(app: Flask, client: FlaskClient) -> No
 
 
 def test_readyz_when_the_schema_is_behind(app: Flask, client: FlaskClient) -> None:
-    with app.extensions["vcf_cds_db"].engine.begin() as connection:
+    with app_state(app).database.engine.begin() as connection:
         connection.execute(text("DELETE FROM alembic_version"))
     assert "schema at nothing" in client.get("/readyz").get_json()["issue"][0]["diagnostics"]
 
 
 def test_readyz_with_a_newer_schema_stays_ready(app: Flask, client: FlaskClient) -> None:
     # a newer release migrated the database during a rolling update: this one keeps serving
-    with app.extensions["vcf_cds_db"].engine.begin() as connection:
+    with app_state(app).database.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
     assert client.get("/readyz").status_code == 200
 
 
 def test_readyz_without_value_sets(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.extensions["vcf_cds"], "catalog", {})
+    monkeypatch.setattr(app_state(app).engine, "catalog", {})
     response = client.get("/readyz")
     assert response.status_code == 503 and "not loaded" in response.get_json()["issue"][0]["diagnostics"]
 

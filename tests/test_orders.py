@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from service import create_app
 from service.pipeline import Engine
 
-from builders import ICD10CM, PATIENT_ID, condition, finding, pain, request, vcf_extension
-from cds_rules import response_problems
+from support.builders import ICD10CM, PATIENT_ID, condition, finding, pain, request, vcf_extension
+from support.cds_rules import response_problems
 
 CPT = "http://www.ama-assn.org/go/cpt"
 

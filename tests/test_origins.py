@@ -24,19 +24,21 @@ import responses
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
-from tokens import EHR, PUBLIC_URL, SERVICE_URL, claims, ec_signer, issuer_file
 
 from service import create_app
-from service.auth import IssuerConfigError, parse_issuers
-from service.egress import public_address
-from service.fhirclient import FhirClient, Limits
-from service.gather import FetchFailure
-from service.jwks import JwksError, fetch_jwks
-from service.origins import UrlRefusedError, check_url
+from service.auth.issuers import IssuerConfigError, parse_issuers
+from service.auth.jwks import JwksError, fetch_jwks
+from service.gather.egress import public_address
+from service.gather.fhirclient import FhirClient, Limits
+from service.gather.origins import UrlRefusedError, check_url
+from service.gather.prefetch import FetchFailure
+from service.state import app_state
 
-from builders import ICD10CM, PATIENT_ID, bundle, condition, pain, request
-from conftest import NOW, examples
-from served import http, serving
+from support.builders import ICD10CM, PATIENT_ID, bundle, condition, pain, request
+from support.clock import NOW
+from support.examples import examples
+from support.served import http, serving
+from support.tokens import EHR, PUBLIC_URL, SERVICE_URL, claims, ec_signer, issuer_file
 
 VCF = condition("c1", ICD10CM, "M80.08XA")
 NOT_PERMITTED = "fhirServer is not permitted for this EHR; it was not contacted"
@@ -141,7 +143,7 @@ def dev_client(engine: Any) -> Iterator[FlaskClient]:
     """The loopback development mode (no trusted issuers, calls from loopback)."""
     app = create_app({"TESTING": True, "ENGINE": engine, "CLOCK": lambda: NOW, "FHIR_TIMEOUT": 1.0})
     yield app.test_client()
-    app.extensions["vcf_cds_fetch"].close()
+    app_state(app).fetch.close()
 
 
 # --- part 2: one parser -------------------------------------------------------------------------

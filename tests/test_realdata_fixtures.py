@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import SHARED
-from test_fixtures import FIXTURES
+from support.paths import FIXTURES, SHARED
 
 REALDATA = SHARED / "realdata"
 FILES = sorted((FIXTURES / "realdata").glob("*.json"))

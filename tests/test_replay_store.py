@@ -15,15 +15,17 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
-from tokens import EHR, PUBLIC_URL, SERVICE_URL, Signer, claims, ec_signer, issuer_file
 
-from service.db import create_db_engine, jwt_replay, migrate
+from service.auth.replay_store import DatabaseReplayStore
 from service.pipeline import Engine
-from service.replay_store import DatabaseReplayStore
+from service.state import app_state
+from service.store.db import create_db_engine, jwt_replay, migrate
 
-from builders import ICD10CM, condition, request
-from conftest import NOW, make_app
-from served import http, serving
+from support.apps import make_app
+from support.builders import ICD10CM, condition, request
+from support.clock import NOW
+from support.served import http, serving
+from support.tokens import EHR, PUBLIC_URL, SERVICE_URL, Signer, claims, ec_signer, issuer_file
 
 T = NOW.timestamp()
 THREADS = 16
@@ -125,14 +127,14 @@ def test_two_app_instances_on_one_database_share_the_store(
         assert call(second, fresh).status_code == 200 and call(first, fresh).status_code == 401
     finally:
         for app in (first, second):
-            app.extensions["vcf_cds_db"].engine.dispose()
+            app_state(app).database.engine.dispose()
 
 
 def test_a_replay_check_the_database_cannot_answer_is_503_and_the_token_is_not_accepted(
     engine: Engine, database_url: str, tmp_path: Path, signer: Signer
 ) -> None:
     app = secured(engine, database_url, tmp_path, signer)
-    database = app.extensions["vcf_cds_db"].engine
+    database = app_state(app).database.engine
     try:
         with database.begin() as connection:
             jwt_replay.drop(connection)  # every claim now fails in the database
@@ -151,13 +153,13 @@ def test_unauthenticated_calls_write_no_audit_rows_and_are_counted(
 ) -> None:
     from prometheus_client import REGISTRY
 
-    from service.db import audit_log
+    from service.store.db import audit_log
 
     def counted(reason: str) -> float:
         return REGISTRY.get_sample_value("vcf_cds_unauthenticated_calls_total", {"reason": reason}) or 0.0
 
     app = secured(engine, database_url, tmp_path, signer)
-    database = app.extensions["vcf_cds_db"].engine
+    database = app_state(app).database.engine
     before = {reason: counted(reason) for reason in ("no-token", "replayed", "invalid")}
     try:
         token = signer.sign(claims(NOW))

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from service.decide import decide
-from service.facts import Event, Facts, Finding, Fracture, Reading
+from service.decide.facts import Event, Facts, Finding, Fracture, Reading
 
-from conftest import NOW
+from support.clock import NOW
 
 
 def days_ago(n: float) -> datetime:

@@ -35,12 +35,12 @@ from typing import Any
 import pytest
 from sqlalchemy import make_url, select
 
-from service.db import audit_log, create_db_engine
-from service.db import feedback as feedback_table
+from service.store.db import audit_log, create_db_engine
+from service.store.db import feedback as feedback_table
 
-from builders import ICD10CM, condition, pain, request
-from conftest import POSTGRES_URL
-from scaleout import (
+from support.builders import ICD10CM, condition, pain, request
+from support.postgres import POSTGRES_URL
+from support.scaleout import (
     FEEDBACK_PATH,
     HOOK_PATH,
     Auth,
@@ -54,10 +54,9 @@ from scaleout import (
     nginx_binary,
     vcf_cds,
 )
-from served import free_port, http
+from support.served import free_port, http
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(not nginx_binary(), reason="no nginx (Debian package nginx, see scripts/setup-system)"),
     pytest.mark.skipif(
         not POSTGRES_URL,

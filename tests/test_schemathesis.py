@@ -26,13 +26,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
-from tokens import EHR, PUBLIC_URL, Signer, claims, ec_signer
 
-from service.openapi import build_spec
+from service.http.openapi import build_spec
 from service.pipeline import Engine
 
-from builders import ICD10CM, condition, pain, request
-from served import Served, http, serving
+from support.builders import ICD10CM, condition, pain, request
+from support.served import Served, http, serving
+from support.tokens import EHR, PUBLIC_URL, Signer, claims, ec_signer
 
 EXAMPLES = 50  # per operation and generation mode
 CALL_TIMEOUT = 10  # seconds, each request

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from service import server
 from service.cli import main
+from service.http import server
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_replay_ignores_the_servers_authentication(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # replay runs in-process for the local user: trusted issuers configured for serving do not apply
-    from test_cli import ROW14
+    from support.paths import ROW14
 
     monkeypatch.setenv("VCF_CDS_TRUSTED_ISSUERS", issuer_file(tmp_path))
     assert main(["replay", str(ROW14)]) == 0

@@ -15,12 +15,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, insert, make_url, select
 
 from service.cli import main
-from service.db import audit_log, create_db_engine, feedback, issued_card, migrate, utcnow
-from service.feedback import feedback_report, format_report
 from service.pipeline import Engine
+from service.state import app_state
+from service.store.db import audit_log, create_db_engine, feedback, issued_card, migrate, utcnow
+from service.store.feedback import feedback_report, format_report
 
-from builders import ICD10CM, condition, pain, request
-from conftest import make_app
+from support.apps import make_app
+from support.builders import ICD10CM, condition, pain, request
 
 FEEDBACK = "/cds-services/vcf-patient-view/feedback"
 
@@ -38,7 +39,7 @@ def item(card: str, outcome: str = "accepted", when: str = "2026-06-15T14:05:31Z
 
 
 def count(app: Flask, table: Any) -> int:
-    with app.extensions["vcf_cds_db"].engine.connect() as connection:
+    with app_state(app).database.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
@@ -67,7 +68,7 @@ def test_the_report_counts_each_card_once_by_its_latest_outcome(db_app: Flask, d
         item("never-issued", "overridden", later),
     ):
         assert db_client.post(FEEDBACK, json={"feedback": [feedback_item]}).status_code == 200
-    report = feedback_report(db_app.extensions["vcf_cds_db"])
+    report = feedback_report(app_state(db_app).database)
     [row] = [r for r in report.recommendations if r.kind == "recommendation"]
     assert (row.issued, row.accepted, row.overridden) == (2, 1, 1)
     assert [o.count for o in report.override_reasons if o.kind == "recommendation"] == [1]
@@ -145,7 +146,7 @@ def fill(folder: Path) -> Path:
 
 def test_readyz_is_503_on_a_full_disk_sqlite(engine: Engine, small_filesystem: Path) -> None:
     app = make_app(engine, f"sqlite:///{small_filesystem / 'db.sqlite3'}")
-    app.extensions["vcf_cds_write_probe"].interval = 0  # every probe writes
+    app_state(app).write_probe.interval = 0  # every probe writes
     client = app.test_client()
     try:
         assert client.get("/readyz").status_code == 200
@@ -155,7 +156,7 @@ def test_readyz_is_503_on_a_full_disk_sqlite(engine: Engine, small_filesystem: P
         filler.unlink()
         assert client.get("/readyz").status_code == 200  # space again: ready again
     finally:
-        app.extensions["vcf_cds_db"].engine.dispose()
+        app_state(app).database.engine.dispose()
 
 
 def test_readyz_is_503_when_postgresql_refuses_writes(engine: Engine, database_url: str) -> None:
@@ -173,7 +174,7 @@ def test_readyz_is_503_when_postgresql_refuses_writes(engine: Engine, database_u
         assert response.status_code == 503
         assert "does not accept writes" in response.get_json()["issue"][0]["diagnostics"]
     finally:
-        app.extensions["vcf_cds_db"].engine.dispose()
+        app_state(app).database.engine.dispose()
 
 
 # --- vcf-cds prune-audit --------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def test_prune_audit_deletes_old_rows_their_cards_and_their_feedback(
     db_app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = utcnow()
-    database = db_app.extensions["vcf_cds_db"].engine
+    database = app_state(db_app).database.engine
     call = {"service": "vcf-patient-view", "rules_version": "r", "status": 200, "duration_ms": 1.0, "cards": 1}
     with database.begin() as connection:
         for n, age in enumerate((400, 31, 29, 1)):

@@ -27,12 +27,13 @@ import requests
 from sqlalchemy import create_engine, func, select, update
 
 from service import create_app
-from service.db import smart_launch, smart_session
-from service.fhirtime import parse_fhir_datetime
+from service.normalize.fhirtime import parse_fhir_datetime
 from service.pipeline import Engine
+from service.store.db import smart_launch, smart_session
 
-from conftest import ROOT, TEST_AUDIT_KEY
-from smart_ehr import (
+from support.apps import TEST_AUDIT_KEY
+from support.paths import FIXTURES, ROOT
+from support.smart_ehr import (
     CLINICIAN,
     FakeEhr,
     LaunchContext,
@@ -44,9 +45,6 @@ from smart_ehr import (
     stop,
     wait_until_up,
 )
-from test_fixtures import FIXTURES
-
-pytestmark = pytest.mark.slow
 
 PATIENT_FIXTURE = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"
 OTHER_FIXTURE = FIXTURES / "patient-view" / "20-row11-acute-outpatient-conservative.json"

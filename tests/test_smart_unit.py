@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from service import create_app
-from service.normalize import normalize
+from service.normalize.record import normalize
 from service.pipeline import Engine
 from service.smart.clients import SmartConfigError, load_clients
 from service.smart.discovery import Discovery, DiscoveryError, parse_configuration
@@ -19,8 +19,8 @@ from service.smart.findings import BY_CODE, FindingInputError, observation, pars
 from service.smart.oauth import may_create_observations, scopes
 from service.smart.timeline import figure
 
-from conftest import NOW
-from test_fixtures import FIXTURES
+from support.clock import NOW
+from support.paths import FIXTURES
 
 ISS = "https://ehr.example.org/fhir/r4"
 ROW16 = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"
@@ -263,7 +263,7 @@ def test_timeline_shows_labs_bone_health_and_findings_as_text(
 def _now(doc: dict[str, Any]) -> Any:
     from datetime import UTC
 
-    from service.fhirtime import parse_fhir_datetime
+    from service.normalize.fhirtime import parse_fhir_datetime
 
     moment, _ = parse_fhir_datetime(doc["now"], UTC)
     return moment

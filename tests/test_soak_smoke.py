@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def test_the_soak_script_runs_and_its_checks_hold() -> None:

@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.valueset import ValueSet
 
-from service.terminology import Terminology, load_terminology, shipped_mappings_dir
+from service.normalize.terminology import Terminology, load_terminology, shipped_mappings_dir
 
 MAPPINGS = sorted(shipped_mappings_dir().glob("*.json"))
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

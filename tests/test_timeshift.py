@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from service.timeshift import days_between, shift_dates
+from service.devtools.timeshift import days_between, shift_dates
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from service import validation
 from service.errors import InvalidResourceError
-from service.validation import ValidationMemo, validate
+from service.normalize import validation
+from service.normalize.validation import ValidationMemo, validate
 
-from builders import ICD10CM, condition, patient
+from support.builders import ICD10CM, condition, patient
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.expect import differences
+from service.devtools.expect import differences
+from service.devtools.replay import expand
 from service.pipeline import Engine
-from service.replay import expand
 
-from conftest import NOW, counter_uuids
-from test_fixtures import FIXTURES
+from support.clock import NOW, counter_uuids
+from support.paths import FIXTURES
 
 ROW14 = "patient-view/27-row14-epic-imo-multicoded-tenderness.json"
 # the service's clock in these tests: later than the fixtures' now, in another zone, at another hour
@@ -55,7 +55,7 @@ def test_the_page_is_served_with_a_strict_csp(client: FlaskClient) -> None:
 
 
 def test_the_scripts_never_parse_html() -> None:
-    static = Path(__file__).resolve().parent.parent / "service" / "static" / "viewer"
+    static = Path(__file__).resolve().parent.parent / "service" / "devtools" / "static" / "viewer"
     for script in static.glob("*.js"):
         # comments may name what the code must not do
         code = "\n".join(line for line in script.read_text().splitlines() if not line.strip().startswith("//"))

@@ -21,8 +21,8 @@ from werkzeug.serving import make_server
 from service import create_app
 from service.pipeline import Engine
 
-from conftest import ROOT, counter_uuids
-from test_fixtures import FIXTURES
+from support.clock import counter_uuids
+from support.paths import FIXTURES, ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -172,7 +172,7 @@ def test_record_text_that_looks_like_html_stays_text(browser: WebDriver, base_ur
     [card, _] = send(browser)
     assert "Matches the fixture's expected result" in browser.find_element(By.ID, "check").text
     detail = card.find_element(By.CSS_SELECTOR, ".detail").text
-    # the card names the ignored Observation but never echoes the sender's id text (service/redact.py)
+    # the card names the ignored Observation but never echoes the sender's id text (service/observe/redact.py)
     assert "Observation/? is not valid FHIR R4" in detail and PAYLOAD not in detail
     assert PAYLOAD in browser.find_element(By.ID, "request").get_property("value")  # the patient's name
     _no_element_was_made(browser)

@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def test_wheel_carries_mappings_and_loads_them(tmp_path: Path) -> None:
@@ -31,14 +31,14 @@ def test_wheel_carries_mappings_and_loads_them(tmp_path: Path) -> None:
     assert "service/mappings/valueset-vcf-osteoporotic.json" in names
     assert "service/mappings/codesystem-finding.json" in names
     for asset in ("index.html", "viewer.js", "markdown.js", "viewer.css"):
-        assert f"service/static/viewer/{asset}" in names  # the card viewer at GET /
-    assert "service/migrations/env.py" in names and "service/migrations/script.py.mako" in names
-    assert any(n.startswith("service/migrations/versions/v0001") for n in names)
+        assert f"service/devtools/static/viewer/{asset}" in names  # the card viewer at GET /
+    assert "service/store/migrations/env.py" in names and "service/store/migrations/script.py.mako" in names
+    assert any(n.startswith("service/store/migrations/versions/v0001") for n in names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
-        "from service.db import create_db_engine, migrate; migrate(create_db_engine('sqlite://')); "
-        "from service.terminology import load_terminology; t = load_terminology(); print(len(t.valuesets))"
+        "from service.store.db import create_db_engine, migrate; migrate(create_db_engine('sqlite://')); "
+        "from service.normalize.terminology import load_terminology; t = load_terminology(); print(len(t.valuesets))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],

@@ -1,6 +1,6 @@
 """Whose data (CLINICAL.md): only resources that reference the context patient are used, however they came.
 
-Reference forms one by one (service/whose.py), as properties over records (hypothesis), through the
+Reference forms one by one (service/normalize/whose.py), as properties over records (hypothesis), through the
 app (prefetch and FHIR fallback, the card's ignored note, the 400 for a Patient that is not the
 context patient) and against ``vcf-cds serve``. The golden fixtures per form are fixtures/whose-data/.
 """
@@ -23,16 +23,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.decide import decide
-from service.facts import NOT_THIS_PATIENT, Facts, Ignored
-from service.normalize import normalize
+from service.decide.facts import NOT_THIS_PATIENT, Facts, Ignored
+from service.normalize.record import normalize
+from service.normalize.whose import PatientReferences
 from service.pipeline import Engine
-from service.whose import PatientReferences
+from service.state import app_state
 
-from builders import ICD10CM, PATIENT_ID, bundle, condition, finding, pain, patient, request, vcf_extension
-from conftest import NOW, examples, make_app
-from records import SEEDS, VCF, VCF_PERIOD
-from served import http, serving
-from strategies import (
+from support.apps import make_app
+from support.builders import ICD10CM, PATIENT_ID, bundle, condition, finding, pain, patient, request, vcf_extension
+from support.clock import NOW
+from support.examples import examples
+from support.records import SEEDS, VCF, VCF_PERIOD
+from support.served import http, serving
+from support.strategies import (
     FOREIGN_REFERENCES,
     OWN_FULL_URL,
     OWN_REFERENCES,
@@ -134,7 +137,7 @@ def fallback_client(engine: Any, tmp_path: Path, sqlite_template: Path) -> Itera
     shutil.copy(sqlite_template, tmp_path / "test.sqlite3")
     app = make_app(engine, f"sqlite:///{tmp_path / 'test.sqlite3'}", FHIR_ALLOWLIST=[FHIR_BASE])
     yield app.test_client()
-    app.extensions["vcf_cds_db"].engine.dispose()
+    app_state(app).database.engine.dispose()
 
 
 def test_fhir_fallback_results_are_held_to_the_same_rule(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from ..fhirclient import FhirClient, Limits, loopback_host
+from ..gather.fhirclient import FhirClient, Limits, loopback_host
 from .clients import SmartConfigError, load_clients
 
 log = logging.getLogger("vcf_cds.smart")

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from ..fhirclient import FhirClient
+from ..gather.fhirclient import FhirClient
 from ..pipeline import Engine, HookResult
 from .store import Session
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..fhirclient import https_or_loopback
+from ..gather.fhirclient import https_or_loopback
 
 
 class SmartConfigError(ValueError):

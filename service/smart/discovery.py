@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..fhirclient import https_or_loopback
+from ..gather.fhirclient import https_or_loopback
 from .http import CallError, call
 
 CACHE_SECONDS = 300

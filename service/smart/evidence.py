@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from ..fhirtime import parse_fhir_datetime
+from ..normalize.fhirtime import parse_fhir_datetime
 
 _DATE_FIELDS = ("effectiveDateTime", "onsetDateTime", "authoredOn", "recordedDate", "issued", "performedDateTime")
 _PERIOD_FIELDS = ("effectivePeriod", "onsetPeriod", "performedPeriod", "period")

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from ..decide import Assessment
-from ..facts import Facts
-from ..terminology import shipped_mappings_dir
+from ..decide.facts import Facts
+from ..normalize.terminology import shipped_mappings_dir
 
 UCUM = "http://unitsofmeasure.org"
 

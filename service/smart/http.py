@@ -1,7 +1,7 @@
 """The SMART app's own HTTP calls: discovery, and creating an Observation. Token exchange goes through
 Authlib (oauth.py) with the same timeout and no redirects.
 
-The rules of the hooks' FHIR client (service/fhirclient.py) hold here too: a timeout on every call,
+The rules of the hooks' FHIR client (service/gather/fhirclient.py) hold here too: a timeout on every call,
 answers read up to a size cap, redirects followed only within the origin that was asked, never
 ``~/.netrc`` nor cookies, and errors that name what failed, never a URL, a token or the body.
 """

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select
 
-from ..db import smart_launch, smart_session
+from ..store.db import smart_launch, smart_session
 
 LAUNCH_SECONDS = 600  # time to sign in at the EHR
 

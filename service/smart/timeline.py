@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from ..decide import Assessment
 from ..decide import thresholds as T
-from ..facts import VERTEBRAE, Facts, Span
+from ..decide.facts import VERTEBRAE, Facts, Span
 from .evidence import when as resource_date
 
 LANES = ("Fracture", "Exam & imaging", "Labs", "Bone health", "Decision")

@@ -2,6 +2,9 @@
 
 Nothing here puts a token in a page, a URL, a log line or an error: the session cookie names a row
 of the database, which holds the token (store.py).
+
+Over 350 lines on purpose: launch, callback, page and finding form share the cookie, session and
+error-page handling that makes that hold; apart, each would have to redo it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import plotly
 from flask import Blueprint, Flask, Response, current_app, render_template, request, send_file
 from sqlalchemy import select
 
-from ..db import audit_log, get_db
 from ..errors import ServiceError
-from ..fhirclient import FhirClient
+from ..gather.fhirclient import FhirClient
 from ..pipeline import Engine, HookResult
-from ..render import STATUS_TEXT
+from ..render.cards import STATUS_TEXT
+from ..state import app_state
+from ..store.db import audit_log
 from . import findings as F
 from .assess import assess
 from .clients import SmartClient, normal_iss
@@ -47,7 +51,7 @@ MAX_PARAM = 2048
 # As strict as the card viewer's, with what plotly.js needs and nothing that runs: it creates an
 # empty <style> and fills it through the CSSOM (the hash is that of the empty string), MapLibre's
 # stylesheet of the plotly.js bundle the `plotly` package ships (its hash: a new plotly.js release
-# shows up as a CSP violation in tests/test_smart_browser.py), and a data: image it probes WebP with.
+# shows up as a CSP violation in tests/test_smart_app.py), and a data: image it probes WebP with.
 STYLE_HASHES = (
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
     "'sha256-V2sIX92Uh6ZaGSFTKMHghsB85b9toJtmazgG09AI2uk='",
@@ -91,7 +95,9 @@ class SmartApp:
 
 
 def smart() -> SmartApp:
-    return current_app.extensions["vcf_cds_smart"]  # type: ignore[no-any-return]
+    app = app_state().smart
+    assert app is not None  # the blueprint is registered only with the app on
+    return app
 
 
 def now() -> datetime:
@@ -99,7 +105,7 @@ def now() -> datetime:
 
 
 def engine() -> Engine:
-    return current_app.extensions["vcf_cds"]  # type: ignore[no-any-return]
+    return app_state().engine
 
 
 def message(status: int, title: str, text: str, *, relaunch: bool = True) -> Response:
@@ -156,7 +162,7 @@ def launch() -> Response:
         return message(502, "Cannot launch", f"The EHR's SMART configuration cannot be used: {e}.")
     state, verifier = new_secret(), new_code_verifier()
     browser = request.cookies.get(LAUNCH_COOKIE) or new_secret()
-    save_launch(get_db().engine, state, browser, Launch(client.iss, verifier), now())
+    save_launch(app_state().database.engine, state, browser, Launch(client.iss, verifier), now())
     url = authorization_url(
         client,
         configuration.authorization_endpoint,
@@ -178,15 +184,15 @@ def _card_patient_matches(app_context: str | None, patient_id: str) -> bool | No
     patient; None when that cannot be told (no such row, or another audit key made it)."""
     if not app_context:
         return None
-    key = current_app.extensions.get("vcf_cds_audit_key")
-    with get_db().engine.connect() as c:
+    key = app_state().audit_key
+    with app_state().database.engine.connect() as c:
         row = c.execute(
             select(audit_log.c.patient_hash, audit_log.c.key_id)
             .where(audit_log.c.hook_instance == app_context)
             .order_by(audit_log.c.id.desc())
             .limit(1)
         ).first()
-    if key is None or row is None or row.patient_hash is None or row.key_id != key.key_id:
+    if row is None or row.patient_hash is None or row.key_id != key.key_id:
         return None
     return hmac.compare_digest(row.patient_hash, key.hash(patient_id))
 
@@ -194,7 +200,9 @@ def _card_patient_matches(app_context: str | None, patient_id: str) -> bool | No
 @bp.get("/callback")
 def callback() -> Response:
     state = request.args.get("state", "")
-    taken = take_launch(get_db().engine, state, request.cookies.get(LAUNCH_COOKIE), now()) if state else None
+    taken = (
+        take_launch(app_state().database.engine, state, request.cookies.get(LAUNCH_COOKIE), now()) if state else None
+    )
     if taken is None:
         log.info("SMART callback refused: state unknown, used, expired or from another browser")
         return message(
@@ -232,7 +240,7 @@ def callback() -> Response:
             "The EHR's access token is for another patient than the card the app was opened from. Nothing was "
             "shown or stored.",
         )
-    cookie = save_session(get_db().engine, session, now())
+    cookie = save_session(app_state().database.engine, session, now())
     response = redirect("/app/", 303)
     _cookie(response, SESSION_COOKIE, cookie, int((session.expires_at - now()).total_seconds()))
     response.delete_cookie(LAUNCH_COOKIE, path="/app/")
@@ -241,7 +249,7 @@ def callback() -> Response:
 
 
 def _session() -> Session | None:
-    return load_session(get_db().engine, request.cookies.get(SESSION_COOKIE), now())
+    return load_session(app_state().database.engine, request.cookies.get(SESSION_COOKIE), now())
 
 
 def _assess(session: Session) -> HookResult | Response:
@@ -375,6 +383,5 @@ def plotly_js() -> Response:
 
 
 def init_blueprint(app: Flask, state: SmartApp) -> None:
-    app.extensions["vcf_cds_smart"] = state
-    app.extensions["vcf_cds_smart_launch"] = f"{state.public_url}/app/launch"
+    app_state(app).smart = state
     app.register_blueprint(bp)
