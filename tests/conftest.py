@@ -87,6 +87,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # the developer's own VCF_CDS_* settings (trusted issuers, CORS...) must not leak into tests
     for name in [n for n in os.environ if n.startswith("VCF_CDS_") and n != "VCF_CDS_TEST_POSTGRES_URL"]:
         monkeypatch.delenv(name)
+    # `vcf-cds serve` run in-process (gunicorn stubbed, tests/test_serve.py) sets this in os.environ
+    # itself; left set, every later test in the process would read metrics from its deleted folder.
+    # set, then deleted: monkeypatch then unsets it after the test, whoever set it meanwhile
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     # an app a test makes without naming a database gets a throwaway one, not ./vcf-cds.sqlite3
     monkeypatch.setenv("VCF_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'default.sqlite3'}")
 

@@ -125,7 +125,9 @@ def test_a_fixture_is_replayed_and_its_cards_rendered(browser: WebDriver, base_u
     services = browser.find_elements(By.CSS_SELECTOR, "#services li")
     assert "vcf-patient-view" in [s.get_attribute("data-service") for s in services]
     load_fixture(browser, ROW14)
-    assert "every date moved 160 days" in browser.find_element(By.ID, "about").text
+    # UTC calendar days (rules 2026.12): 2026-06-15T14:00Z (the fixture's now) to 2026-11-21T18:17Z
+    # (CLOCK); in CLOCK's own zone it would be 160, the reading before 2026.12
+    assert "every date moved 159 days" in browser.find_element(By.ID, "about").text
     cards = send(browser)
     assert "HTTP 200" in browser.find_element(By.ID, "status").text
     assert [c.get_attribute("data-indicator") for c in cards] == ["warning", "warning"]
