@@ -111,6 +111,7 @@ def run_feedback_report(as_json: bool) -> int:
     from .store.feedback import feedback_report, format_report
 
     url = str(settings_or_exit()["DATABASE_URL"])
+    database = None
     try:
         database = Database(url)
         if not has_schema(database.engine):
@@ -120,6 +121,9 @@ def run_feedback_report(as_json: bool) -> int:
     except SQLAlchemyError as e:
         print(f"cannot read {display_url(url)}: {type(e).__name__}", file=sys.stderr)
         return 1
+    finally:
+        if database is not None:
+            database.engine.dispose()  # its pooled connections closed now, not whenever they are collected
     if as_json:
         sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -140,6 +144,7 @@ def run_prune_audit(days: int) -> int:
         return 2
     url = str(settings_or_exit()["DATABASE_URL"])
     before = utcnow() - timedelta(days=days)
+    database = None
     try:
         database = Database(url)
         if not has_schema(database.engine):
@@ -149,6 +154,9 @@ def run_prune_audit(days: int) -> int:
     except SQLAlchemyError as e:
         print(f"cannot prune {display_url(url)}: {type(e).__name__}", file=sys.stderr)
         return 1
+    finally:
+        if database is not None:
+            database.engine.dispose()  # its pooled connections closed now, not whenever they are collected
     print(
         f"deleted {pruned.audit_rows} audit rows, {pruned.issued_cards} issued cards and "
         f"{pruned.feedback_items} feedback items older than {before.isoformat(timespec='seconds')}"
