@@ -457,7 +457,8 @@ class FhirClient:
                     allow_redirects=False,
                     stream=True,
                 ) as response:
-                    cutoff.answered = True
+                    # a head that "ends" only because the cutoff shut the socket mid-header is no answer
+                    cutoff.answered = not cutoff.tripped
                     status = response.status_code
                     if status in _REDIRECTS:
                         url = _join(url, response.headers.get("Location", ""))
