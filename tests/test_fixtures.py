@@ -13,6 +13,15 @@ from service.replay import expand, replay_file
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FILES = [p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())]
+KNOWN_DEFECT = pytest.mark.xfail(
+    strict=True, reason="a defect found in review: move the file out of failing/ once fixed"
+)
+
+
+def golden(paths: list[Path]) -> list[object]:
+    """The fixtures as test parameters; those in a ``failing/`` folder (defects found in review,
+    not yet fixed) must fail until the code is fixed, then strict xfail says to move them out."""
+    return [pytest.param(p, id=p.stem, marks=[KNOWN_DEFECT] if "failing" in p.parts else []) for p in paths]
 
 
 def test_there_is_a_fixture_for_every_decision_row() -> None:
@@ -24,7 +33,7 @@ def test_there_is_a_fixture_for_every_decision_row() -> None:
     assert set(range(17)) <= rows, f"rows without a fixture: {sorted(set(range(17)) - rows)}"
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", golden(FILES))
 def test_fixture_matches_expected(app: Flask, path: Path) -> None:
     outcome = replay_file(app, path, None, None)
     assert outcome.checked

@@ -18,7 +18,7 @@ from service.pipeline import Engine
 from service.replay import expand
 
 from conftest import NOW, counter_uuids
-from test_fixtures import FIXTURES
+from test_fixtures import FIXTURES, golden
 
 ROW14 = "patient-view/27-row14-epic-imo-multicoded-tenderness.json"
 # the service's clock in these tests: later than the fixtures' now, in another zone, at another hour
@@ -98,9 +98,7 @@ def _as_the_viewer_does(client: FlaskClient, name: str) -> list[str]:
     return list(checked["problems"])
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())], ids=lambda p: p.stem
-)
+@pytest.mark.parametrize("path", golden([p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())]))
 def test_every_golden_fixture_holds_when_replayed_through_the_viewer(later_app: Flask, path: Path) -> None:
     """The viewer's path (prepare at another clock, then the EHR endpoint) gives the golden result."""
     problems = _as_the_viewer_does(later_app.test_client(), path.relative_to(FIXTURES).as_posix())
