@@ -58,6 +58,34 @@ def test_codes_map_to_concepts(t: Terminology, system: str, code: str, concept: 
     assert (concept in t.concepts_of_coding(system, code)) is expected
 
 
+@pytest.mark.parametrize(
+    "system",
+    [
+        "http://snomed.info/sct/731000124108",  # US edition module, sent as Coding.system
+        "http://snomed.info/sct/900000000000207008/version/20250301",  # international edition, dated
+        " http://snomed.info/sct/731000124108/version/20240901/ ",
+        "urn:oid:2.16.840.1.113883.6.96",
+    ],
+)
+def test_a_snomed_edition_uri_as_the_system_is_snomed_ct(t: Terminology, system: str) -> None:
+    assert t.canonical_system(system) == "http://snomed.info/sct"
+    assert "vcf-unspecified" in t.concepts_of_coding(system, "15724005")
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        "http://snomed.info/sct/731000124108/extra",
+        "http://snomed.info/sct/version/20250301",
+        "http://snomed.info/sctx/731000124108",
+        "http://snomed.info/sct/abc",
+    ],
+)
+def test_other_uris_under_snomed_are_not_folded(t: Terminology, system: str) -> None:
+    assert t.canonical_system(system) != "http://snomed.info/sct"
+    assert t.concepts_of_coding(system, "15724005") == frozenset()
+
+
 def test_every_coding_is_read_not_only_the_first(t: Terminology) -> None:
     epic_style = {
         "coding": [{"system": "http://www.imohealth.com/codes", "code": "1234"}, {"system": ICD, "code": "M80.08XA"}]
