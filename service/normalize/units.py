@@ -13,7 +13,7 @@ import re
 # powers of ten: the volume in a unit's denominator in litres, and multipliers written as words
 _LITRES = {"l": 0, "dl": -1, "ml": -3, "ul": -6, "nl": -9}
 _WORDS = {"": 0, "k": 3, "thou": 3, "thousand": 3, "lakh": 5, "lakhs": 5, "giga": 9, "gpt": 9}
-_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_SUPERSCRIPTS = {ord(c): str(digit) for digit, c in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}
 # "10*3", "10^9", "x10E3", "×10^3", "10**9", "10(3)", "10³" (read as "10^3")
 _POWER = re.compile(r"[x×*]?10(?:\*\*|[*^e]|(?=\())\(?(?P<exp>\d{1,2})\)?")
 _UNIT = re.compile(r"(?P<multiplier>.*?)/(?P<volume>ul|nl|ml|dl|l)")
