@@ -63,6 +63,8 @@ SHAPES = [
     lambda n: {"valueString": f"{n}/10"},
     lambda n: {"valueString": f"{n} - severe"},
     lambda n: {"valueString": f"{n}-moderate pain"},
+    lambda n: {"valueString": f"{n} – severe"},
+    lambda n: {"valueString": f"{n} (moderate)"},
     lambda n: {"valueInteger": n},
     lambda n: {"valueQuantity": {"value": n, "unit": "{score}"}},
 ]
