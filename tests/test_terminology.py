@@ -48,6 +48,14 @@ def test_every_mapping_file_is_valid_fhir_and_cites_its_source(path: Path) -> No
         ("http://snomed.info/sct", "15724005", "vcf-unspecified", True),  # Synthea's vertebral fracture
         (ICD, "C90.00", "multiple-myeloma", True),
         (ICD, "C44.91", "cancer", False),  # non-melanoma skin cancer
+        ("http://snomed.info/sct", "399068003", "cancer", True),  # Synthea's and OMOP's prostate cancer
+        ("http://snomed.info/sct", "91861009", "cancer", True),  # acute myeloid leukemia
+        ("http://snomed.info/sct", "372244006", "cancer", True),  # melanoma is counted
+        ("http://snomed.info/sct", "254701007", "cancer", False),  # basal cell carcinoma of skin is not
+        ("http://snomed.info/sct", "92691004", "cancer", False),  # carcinoma in situ of prostate
+        ("http://snomed.info/sct", "126906006", "cancer", False),  # neoplasm of prostate: behaviour unsaid
+        ("http://snomed.info/sct", "109989006", "cancer", False),  # myeloma: its own value set
+        ("http://snomed.info/sct", "94222008", "cancer", False),  # bone metastasis: its own value set
         (ICD, "O90.89", "pregnancy", False),  # puerperium
         (ICD, "Z33.1", "pregnancy", True),
         ("http://loinc.org", "72514-3", "pain-nrs", True),
