@@ -9,11 +9,11 @@ import orjson
 import pytest
 from flask import Flask
 
-from service.devtools.replay import expand, replay_file
+from service.devtools.replay import replay_file
 
-from support.paths import FIXTURES
+from support.golden import golden, golden_files
 
-FILES = [p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())]
+FILES = golden_files()
 
 
 def test_there_is_a_fixture_for_every_decision_row() -> None:
@@ -25,7 +25,7 @@ def test_there_is_a_fixture_for_every_decision_row() -> None:
     assert set(range(17)) <= rows, f"rows without a fixture: {sorted(set(range(17)) - rows)}"
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", golden(FILES))
 def test_fixture_matches_expected(app: Flask, path: Path) -> None:
     outcome = replay_file(app, path, None, None)
     assert outcome.checked

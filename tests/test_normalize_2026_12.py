@@ -44,6 +44,13 @@ def answer(code: str, system: str = LOINC) -> dict[str, Any]:
         ("38208-5", {"valueString": "10/10"}, 10),
         ("72514-3", {"valueString": "4/5"}, None),  # another denominator
         ("72514-3", {"valueString": "6-8"}, None),  # a range
+        ("72514-3", {"valueString": "8 – severe"}, 8),  # an en dash is a hyphen
+        ("72514-3", {"valueString": "8—severe"}, 8),  # so is an em dash
+        ("72514-3", {"valueString": "8 (severe)"}, 8),  # a space and words, the words in brackets
+        ("72514-3", {"valueString": "8/10 (severe)"}, 8),
+        ("72514-3", {"valueString": "6–8"}, None),  # a range, with an en dash
+        ("72514-3", {"valueString": "6 – 8"}, None),
+        ("72514-3", {"valueString": "8(severe)"}, None),  # neither a space nor a hyphen before the words
         ("72514-3", {"valueString": "7.5"}, None),  # not an integer
         ("72514-3", {"valueString": "severe"}, None),
         ("72514-3", {"valueString": "11"}, None),  # off the scale

@@ -33,6 +33,9 @@ def namings(level: str) -> list[dict[str, Any]]:
     system, code = SNOMED_OF[level]
     words = f"{ORDINAL[number - 1]} {'thoracic' if region == 'T' else 'lumbar'} vertebra"
     texts = [level, f"{level} vertebra", f"{region}-{number}", f"{region} {number}", words]
+    region_word = "thoracic" if region == "T" else "lumbar"
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(number, "th")  # 11th and 12th too
+    texts += [f"{region_word.title()} vertebra {number}", f"{number}{suffix} {region_word}"]
     if region == "T":
         texts.append(f"Th{number}")
     out: list[dict[str, Any]] = [{"code": "M80.08XA", "bodySite": [{"coding": [{"system": system, "code": code}]}]}]
@@ -60,6 +63,8 @@ SHAPES = [
     lambda n: {"valueString": f"{n}/10"},
     lambda n: {"valueString": f"{n} - severe"},
     lambda n: {"valueString": f"{n}-moderate pain"},
+    lambda n: {"valueString": f"{n} – severe"},
+    lambda n: {"valueString": f"{n} (moderate)"},
     lambda n: {"valueInteger": n},
     lambda n: {"valueQuantity": {"value": n, "unit": "{score}"}},
 ]

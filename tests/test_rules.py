@@ -164,6 +164,32 @@ def test_pregnancy_by_hcg(tests: list[tuple[int, bool]], pregnant: bool) -> None
 
 
 @pytest.mark.parametrize(
+    ("conditions", "ends", "pregnant"),
+    [
+        ([100], [], True),
+        ([280], [], True),  # "within 280 days": whole days <= 280
+        ([281], [], False),
+        ([None], [], False),  # no onset nor recordedDate: not "within 280 days", so no evidence
+        ([None, 100], [], True),
+        ([None], [20], False),
+        ([100], [20], False),  # a delivery dated after the evidence ends it
+        ([100], [None], True),  # an undated end cannot be "dated after the evidence"
+    ],
+)
+def test_pregnancy_by_condition(conditions: list[int | None], ends: list[int | None], pregnant: bool) -> None:
+    events = {
+        "pregnancy": tuple(
+            Event(f"Condition/z{i}", None if d is None else days_ago(d)) for i, d in enumerate(conditions)
+        ),
+        "pregnancy-end": tuple(
+            Event(f"Condition/o{i}", None if d is None else days_ago(d)) for i, d in enumerate(ends)
+        ),
+    }
+    a = decide(facts(70, events=events))
+    assert a is not None and (a.row == 5) is pregnant
+
+
+@pytest.mark.parametrize(
     ("documented", "readings", "expected"),
     [
         ({}, {}, "warning"),

@@ -48,6 +48,14 @@ def test_every_mapping_file_is_valid_fhir_and_cites_its_source(path: Path) -> No
         ("http://snomed.info/sct", "15724005", "vcf-unspecified", True),  # Synthea's vertebral fracture
         (ICD, "C90.00", "multiple-myeloma", True),
         (ICD, "C44.91", "cancer", False),  # non-melanoma skin cancer
+        ("http://snomed.info/sct", "399068003", "cancer", True),  # Synthea's and OMOP's prostate cancer
+        ("http://snomed.info/sct", "91861009", "cancer", True),  # acute myeloid leukemia
+        ("http://snomed.info/sct", "372244006", "cancer", True),  # melanoma is counted
+        ("http://snomed.info/sct", "254701007", "cancer", False),  # basal cell carcinoma of skin is not
+        ("http://snomed.info/sct", "92691004", "cancer", False),  # carcinoma in situ of prostate
+        ("http://snomed.info/sct", "126906006", "cancer", False),  # neoplasm of prostate: behaviour unsaid
+        ("http://snomed.info/sct", "109989006", "cancer", False),  # myeloma: its own value set
+        ("http://snomed.info/sct", "94222008", "cancer", False),  # bone metastasis: its own value set
         (ICD, "O90.89", "pregnancy", False),  # puerperium
         (ICD, "Z33.1", "pregnancy", True),
         ("http://loinc.org", "72514-3", "pain-nrs", True),
@@ -56,6 +64,34 @@ def test_every_mapping_file_is_valid_fhir_and_cites_its_source(path: Path) -> No
 )
 def test_codes_map_to_concepts(t: Terminology, system: str, code: str, concept: str, expected: bool) -> None:
     assert (concept in t.concepts_of_coding(system, code)) is expected
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        "http://snomed.info/sct/731000124108",  # US edition module, sent as Coding.system
+        "http://snomed.info/sct/900000000000207008/version/20250301",  # international edition, dated
+        " http://snomed.info/sct/731000124108/version/20240901/ ",
+        "urn:oid:2.16.840.1.113883.6.96",
+    ],
+)
+def test_a_snomed_edition_uri_as_the_system_is_snomed_ct(t: Terminology, system: str) -> None:
+    assert t.canonical_system(system) == "http://snomed.info/sct"
+    assert "vcf-unspecified" in t.concepts_of_coding(system, "15724005")
+
+
+@pytest.mark.parametrize(
+    "system",
+    [
+        "http://snomed.info/sct/731000124108/extra",
+        "http://snomed.info/sct/version/20250301",
+        "http://snomed.info/sctx/731000124108",
+        "http://snomed.info/sct/abc",
+    ],
+)
+def test_other_uris_under_snomed_are_not_folded(t: Terminology, system: str) -> None:
+    assert t.canonical_system(system) != "http://snomed.info/sct"
+    assert t.concepts_of_coding(system, "15724005") == frozenset()
 
 
 def test_every_coding_is_read_not_only_the_first(t: Terminology) -> None:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -18,6 +17,7 @@ from service.devtools.replay import expand
 from service.pipeline import Engine
 
 from support.clock import NOW, counter_uuids
+from support.golden import golden, golden_files
 from support.paths import FIXTURES
 
 ROW14 = "patient-view/27-row14-epic-imo-multicoded-tenderness.json"
@@ -98,9 +98,7 @@ def _as_the_viewer_does(client: FlaskClient, name: str) -> list[str]:
     return list(checked["problems"])
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in expand([FIXTURES]) if "expected" in orjson.loads(p.read_bytes())], ids=lambda p: p.stem
-)
+@pytest.mark.parametrize("path", golden(golden_files()))
 def test_every_golden_fixture_holds_when_replayed_through_the_viewer(later_app: Flask, path: Path) -> None:
     """The viewer's path (prepare at another clock, then the EHR endpoint) gives the golden result."""
     problems = _as_the_viewer_does(later_app.test_client(), path.relative_to(FIXTURES).as_posix())

@@ -22,36 +22,55 @@ _BY_FIFTH = {"thoracic": _THORACIC, "lumbar": _LUMBAR}
 
 _ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth"]
 _ORDINALS += ["seventh", "eighth", "ninth", "tenth", "eleventh", "twelfth"]
-_NAME = r"(?:(?P<r{n}>th|t|l)[\s.-]?(?P<n{n}>\d{{1,2}})|(?P<o{n}>{ordinals})\s+(?P<w{n}>thoracic|lumbar))"
+# One vertebra, named in any of three word orders:
+#   letter and number        "T12", "Th12", "T-12", "T.12", "L 1"
+#   ordinal and region       "12th thoracic", "1st lumbar", "twelfth thoracic" (digits or words)
+#   region and number        "Thoracic vertebra 12", "lumbar 1", "thoracic vertebral body 12"
+# ("spine" is not allowed between region and number: "lumbar spine 2 views" names no vertebra).
+_NAME = (
+    r"(?:(?P<r{n}>th|t|l)[\s.-]?(?P<n{n}>\d{{1,2}})"
+    r"|(?:(?P<d{n}>\d{{1,2}})(?:st|nd|rd|th)|(?P<o{n}>{ordinals}))\s+(?P<w{n}>thoracic|lumbar)"
+    r"|(?P<x{n}>thoracic|lumbar)(?:\s+(?:vertebral\s+body|vertebra|vertebrae|level))?[\s.-]{{0,3}}(?P<m{n}>\d{{1,2}}))"
+)
 _ONE = _NAME.format(n=1, ordinals="|".join(_ORDINALS))
 _TWO = _NAME.format(n=2, ordinals="|".join(_ORDINALS))
-# "T12", "Th12", "L1 vertebra", "first lumbar vertebra"; a range "T5-T6", "T11–12", "T12 to L1"
+# a range "T5-T6", "T11–12", "T12 to L1", "lumbar 1-2"
 _PATTERN = re.compile(
     rf"(?<![a-z0-9]){_ONE}(?:\s*(?:-|–|—|\bto\b)\s*(?:{_TWO}|(?P<bare>\d{{1,2}})))?(?![a-z0-9])", re.IGNORECASE
 )
 
 
-def _vertebra(region: str | None, number: str | None, ordinal: str | None, word: str | None) -> int | None:
-    if ordinal and word:
-        region, number = word[0], str(_ORDINALS.index(ordinal.lower()) + 1)
-    if not region or not number:
+def _named(m: re.Match[str], n: int) -> tuple[str, str] | None:
+    """(region letter, number) of the ``n``th name of a match, whichever word order it used."""
+    if m[f"r{n}"]:
+        return m[f"r{n}"][0], m[f"n{n}"]
+    if m[f"d{n}"]:
+        return m[f"w{n}"][0], m[f"d{n}"]
+    if m[f"o{n}"]:
+        return m[f"w{n}"][0], str(_ORDINALS.index(m[f"o{n}"].lower()) + 1)
+    if m[f"x{n}"]:
+        return m[f"x{n}"][0], m[f"m{n}"]
+    return None
+
+
+def _vertebra(named: tuple[str, str] | None) -> int | None:
+    if named is None:
         return None
-    return _INDEX.get(("T" if region.lower().startswith("t") else "L") + str(int(number)))
+    region, number = named
+    return _INDEX.get(("T" if region.lower() == "t" else "L") + str(int(number)))
 
 
 def spans_in_text(text: str) -> list[Span]:
-    """The vertebrae and ranges a free text names ("T12", "L1 vertebra", "T5-T6"); [] if none."""
+    """The vertebrae and ranges a free text names ("T12", "L1 vertebra", "12th thoracic vertebra",
+    "Lumbar 1", "T5-T6"); [] if none."""
     found: list[Span] = []
     for m in _PATTERN.finditer(text[:500]):  # a body-site text is short; never scan a huge one
-        first = _vertebra(m["r1"], m["n1"], m["o1"], m["w1"])
-        if first is None:
+        named = _named(m, 1)
+        first = _vertebra(named)
+        if first is None or named is None:
             continue
-        if m["bare"]:
-            last = _vertebra(m["r1"], m["bare"], None, None)
-        elif m["r2"] or m["o2"]:
-            last = _vertebra(m["r2"], m["n2"], m["o2"], m["w2"])
-        else:
-            last = first
+        second = (named[0], m["bare"]) if m["bare"] else _named(m, 2)
+        last = _vertebra(second) if second else first
         if last is None:
             found.append((first, first))
         else:

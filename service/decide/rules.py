@@ -161,20 +161,21 @@ def _pregnancy(facts: Facts) -> Refs:
 
     Evidence: an active pregnancy Condition dated (onset, else recordedDate) within 280 days, or the
     latest hCG within 280 days if positive (a later negative overrides it). A delivery, abortive
-    outcome or postpartum code dated on or after the evidence ends it. An active pregnancy Condition
-    with no date at all is kept: its status says current, and nothing shows it old.
+    outcome or postpartum code dated on or after the evidence ends it. A pregnancy Condition with
+    neither onset nor recordedDate is not evidence: the definition asks for a date within 280 days,
+    and an undated one is not within (nor could a dated delivery ever end it).
     """
     now, window = facts.now, T.PREGNANCY_TEST_MAX_AGE.value
     evidence = [
         (e.ref, e.when)
         for e in facts.events.get("pregnancy", ())
-        if e.when is None or (not in_future(e.when, now) and whole_days(e.when, now) <= window)
+        if e.when is not None and not in_future(e.when, now) and whole_days(e.when, now) <= window
     ]
     test = _latest(facts.findings.get("hcg", ()), now, window)
-    if test and test.present:
+    if test and test.present and test.when is not None:  # _latest returns dated items only
         evidence.append((test.ref, test.when))
     ends = [e.when for e in facts.events.get("pregnancy-end", ()) if e.when is not None and not in_future(e.when, now)]
-    return tuple(ref for ref, when in evidence if when is None or not any(end >= when for end in ends))
+    return tuple(ref for ref, when in evidence if not any(end >= when for end in ends))
 
 
 def situate(facts: Facts) -> Situation:

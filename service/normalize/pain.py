@@ -1,6 +1,6 @@
 """A pain score on the 0–10 scale from any shape an EHR sends it in (rules 2026.12).
 
-``valueQuantity``, ``valueInteger``, ``valueString`` ("8", "8/10", "8 - severe"), a coded answer of
+``valueQuantity``, ``valueInteger``, ``valueString`` ("8", "8/10", "8 - severe", "8 (severe)"), a coded answer of
 LOINC list LL2335-9 (the ``pain-answer`` value set) or the same inside a ``component``. A value that
 is not clearly a score is not a reading: the caller names it in the ignored note, never guesses.
 """
@@ -12,8 +12,11 @@ from typing import Any
 
 from .terminology import Terminology
 
-# an integer, then nothing, "/10", or a space or hyphen and words (no digits: "6-8" is a range)
-_SCORE_TEXT = re.compile(r"(?P<n>[0-9]{1,2})(?:\s*/\s*10)?(?:(?:\s+|\s*-\s*)(?=[^\W\d_])[^0-9]*)?")
+# An integer, then nothing, "/10", or a space or hyphen and words (no digits: "6-8" is a range).
+# A hyphen may be typed as an en or em dash ("8 – severe", "8–severe"), and the words after a space
+# may open with a bracket ("8 (severe)"); "6–8" and "6 – 8" are still ranges, "8(severe)" (neither
+# a space nor a hyphen) is no reading.
+_SCORE_TEXT = re.compile(r"(?P<n>[0-9]{1,2})(?:\s*/\s*10)?(?:(?:\s*[-‐‑–—]\s*|\s+[(\[]?\s*)(?=[^\W\d_])[^0-9]*)?")
 _MM = frozenset({"mm", "millimeter", "millimeters", "millimetre", "millimetres"})
 _CM = frozenset({"cm", "centimeter", "centimeters", "centimetre", "centimetres"})
 

@@ -38,6 +38,7 @@ from ..observe.redact import safe_ref
 from .fhirtime import parse_fhir_datetime
 from .pain import pain_score
 from .terminology import ICD10_CM, Terminology
+from .units import platelets_in_giga_per_litre
 from .validation import load_models as _load_models
 from .validation import validate
 from .whose import PatientReferences
@@ -409,7 +410,7 @@ class _Reader:
         if c.concept in _PAIN_CONCEPTS:
             value, why = pain_score(c.concept, c.holder, self.t)
         else:
-            value, why = _scaled(c.concept, o), "the value is not a plausible number"
+            value, why = _scaled(c.concept, o)
         if value is None:
             return why
         self.readings[kind].append(Reading(ref, c.when, value))
@@ -517,20 +518,23 @@ def _number(o: dict[str, Any]) -> float | None:
     return float(value) if abs(value) < 1e9 else None
 
 
-def _scaled(concept: str, o: dict[str, Any]) -> float | None:
-    """A lab reading on the decision's scale (platelets 10^9/L); None when implausible
+def _scaled(concept: str, o: dict[str, Any]) -> tuple[float | None, str]:
+    """A lab reading on the decision's scale (platelets 10^9/L), or None and why it is not one
     (pain: normalize/pain.py)."""
     value = _number(o)
     if value is None:
-        return None
-    unit = ""
-    if isinstance(o.get("valueQuantity"), dict):
-        unit = str(o["valueQuantity"].get("code") or o["valueQuantity"].get("unit") or "").lower()
-    if concept == "platelets" and unit in ("/ul", "/mm3", "{cells}/ul", "/µl") and value > 1000:
-        value /= 1000  # per µL → 10^9/L
+        return None, "the value is not a plausible number"
+    if concept == "platelets":
+        quantity = o.get("valueQuantity")
+        given = [quantity.get("code"), quantity.get("unit")] if isinstance(quantity, dict) else []
+        units = [u for u in given if isinstance(u, str) and u.strip()]
+        scaled = platelets_in_giga_per_litre(value, units)
+        if scaled is None:
+            return None, f"the unit {units[0][:40]!r} is not a platelet-count unit"
+        value = scaled
     if concept in ("inr", "platelets") and value < 0:
-        return None
-    return value
+        return None, "the value is not a plausible number"
+    return value, ""
 
 
 _HANDLERS = {

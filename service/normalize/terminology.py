@@ -1,6 +1,7 @@
 """Value sets from ``mappings/`` (FHIR ValueSet JSON) and matching of codings against them.
 
 Codes are matched on the ``(system, code)`` pair. System aliases (the ``icd-10`` URI, urn:oid forms)
+and SNOMED CT edition URIs sent as the system (``http://snomed.info/sct/<module>[/version/<date>]``)
 are folded onto one canonical URI. ICD-10 hierarchy: an ``is-a`` filter value is a code prefix,
 compared without dots, so ``M80.08`` covers ``M80.08XA`` and ``M8008XA``.
 """
@@ -74,10 +75,18 @@ class ValueSetRules:
 class Terminology:
     """All loaded value sets, answering "which concepts does this coding belong to?"."""
 
-    def __init__(self, valuesets: Iterable[ValueSetRules], aliases: Mapping[str, str], digest: str = ""):
+    def __init__(
+        self,
+        valuesets: Iterable[ValueSetRules],
+        aliases: Mapping[str, str],
+        digest: str = "",
+        editions: Mapping[str, str] | None = None,
+    ):
         self.valuesets = {vs.id: vs for vs in valuesets}
         self.digest = digest  # identifies the exact mappings in use (shipped + site)
         self.aliases = dict(aliases)
+        # system URI patterns (systems.json edition_patterns) and the canonical URI each folds onto
+        self.editions = [(re.compile(pattern), canonical) for pattern, canonical in (editions or {}).items()]
         self._cache: dict[tuple[str, str], frozenset[str]] = {}
         self._keyword_patterns = {
             vs.id: re.compile(r"\b(" + "|".join(re.escape(k) for k in vs.keywords) + r")\b", re.I)
@@ -88,7 +97,9 @@ class Terminology:
     # -- matching --------------------------------------------------------------------------
     def canonical_system(self, system: str) -> str:
         system = system.strip().rstrip("/")
-        return self.aliases.get(system, system)
+        system = self.aliases.get(system, system)
+        # an edition URI names the same concept identifiers as the international edition
+        return next((canonical for pattern, canonical in self.editions if pattern.fullmatch(system)), system)
 
     def concepts_of_coding(self, system: Any, code: Any) -> frozenset[str]:
         if not isinstance(system, str) or not isinstance(code, str) or not code.strip():
@@ -186,7 +197,8 @@ def _code_forms(system: str, code: str) -> tuple[str, str]:
 def load_terminology(extra_dir: str | Path | None = None) -> Terminology:
     """Shipped value sets, with any in ``extra_dir`` merged over them (same url: includes added)."""
     shipped = shipped_mappings_dir()
-    aliases = orjson.loads((shipped / "systems.json").read_bytes()).get("aliases", {})
+    systems = orjson.loads((shipped / "systems.json").read_bytes())
+    aliases, editions = systems.get("aliases", {}), systems.get("edition_patterns", {})
     valuesets: dict[str, ValueSetRules] = {}
     digest = hashlib.sha256()
     for folder in [shipped] + ([Path(extra_dir)] if extra_dir else []):
@@ -200,7 +212,7 @@ def load_terminology(extra_dir: str | Path | None = None) -> Terminology:
             rules = parse_valueset(resource, aliases, source=path.name)
             known = valuesets.get(rules.url)
             valuesets[rules.url] = merge(known, rules) if known else rules
-    return Terminology(valuesets.values(), aliases, digest.hexdigest()[:12])
+    return Terminology(valuesets.values(), aliases, digest.hexdigest()[:12], editions)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
