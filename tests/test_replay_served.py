@@ -1,4 +1,5 @@
-"""Review of issue 18: a JWT accepted twice across workers (SQLite) and replicas (PostgreSQL), served."""
+"""A JWT is accepted once, served: across two gunicorn workers (SQLite) and two instances
+(PostgreSQL), under concurrent and back-to-back replays (review of issue 18: the attacks held)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tokens import EHR, claims
 
-from builders import ICD10CM, condition, pain, request
-from conftest import POSTGRES_URL
-from scaleout import HOOK_PATH, Auth, Instance, instance_environment, make_auth, migrate
-from served import free_port, http
+from support.builders import ICD10CM, condition, pain, request
+from support.postgres import POSTGRES_URL
+from support.scaleout import HOOK_PATH, Auth, Instance, instance_environment, make_auth, migrate
+from support.served import free_port, http
+from support.tokens import EHR, claims
 
 pytestmark = pytest.mark.slow
 BODY = request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
