@@ -142,8 +142,12 @@ def run_prune_audit(days: int) -> int:
     if days < 1:
         print("vcf-cds prune-audit: --older-than must be at least 1 (days)", file=sys.stderr)
         return 2
+    try:
+        before = utcnow() - timedelta(days=days)
+    except OverflowError:  # before the year 1: no calendar date to compare with
+        print(f"vcf-cds prune-audit: --older-than {days} days reaches before the year 1", file=sys.stderr)
+        return 2
     url = str(settings_or_exit()["DATABASE_URL"])
-    before = utcnow() - timedelta(days=days)
     database = None
     try:
         database = Database(url)

@@ -13,12 +13,12 @@ from fhir.resources.R4B import get_fhir_model_class
 from flask import Flask
 from hypothesis import given
 
-from service.decide import Criterion, decide
+from service.decide import Caution, Criterion, decide
 from service.decide.documentation import WHAT_TO_DOCUMENT
 from service.decide.facts import Facts
 from service.devtools.replay import expand, replay_file
 from service.normalize.orders import DraftOrder
-from service.render.cards import CardContext, cards_for, criteria_table
+from service.render.cards import CardContext, cards_for, caution_line, criteria_table
 from service.render.order_check import order_check_card
 from service.state import app_state
 
@@ -142,6 +142,12 @@ def test_the_table_holds_the_open_criteria_first_and_the_met_ones_in_one_line() 
     assert met == "**Met:** Alpha documented; Gamma documented: NRS 8"
 
 
+def test_a_caution_cites_its_source_and_its_evidence_only_when_there_is_some() -> None:
+    with_evidence = Caution("inr", "INR above 1.5", "CLINICAL.md", ("Observation/o1", "Observation/o2"))
+    assert caution_line(with_evidence) == "- INR above 1.5 (CLINICAL.md; Observation/o1, Observation/o2)"
+    assert caution_line(Caution("inr", "INR above 1.5", "CLINICAL.md")) == "- INR above 1.5 (CLINICAL.md)"
+
+
 def test_all_met_is_one_line_and_none_met_is_a_table_only() -> None:
     met = [Criterion("a", "Alpha", "met", "S", "a"), Criterion("b", "Beta", "met", "S", "b")]
     assert criteria_table(met) == "**Met:** Alpha; Beta"
@@ -229,3 +235,4 @@ def test_cards_of_any_facts_have_safe_text_and_no_empty_values(f: Facts) -> None
         for resource in suggested_resources(card):
             assert empty_values(resource) == []
         assert [w for w, text in shown_text(card) if unsafe_characters(text)] == []
+        assert [w for w, text in shown_text(card) if "; )" in text] == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from service.cli import main
+from service.http.openapi import build_spec
 from service.pipeline import Engine
 from service.state import app_state
 from service.store.db import feedback
@@ -166,6 +169,64 @@ def test_report_rates_per_recommendation_and_reasons(db_app: Flask, db_client: F
     assert report["unknownCards"] == {"overridden": 1}
     text = format_report(feedback_report(app_state(db_app).database))
     assert "50.0%" in text and "does-not-align-preferences (Preferences)" in text and "no record of: 1" in text
+
+
+def _main_row(app: Flask) -> tuple[int, int]:
+    row = next(
+        r
+        for r in feedback_report(app_state(app).database).as_json()["recommendations"]
+        if r["kind"] == "recommendation"
+    )
+    return row["accepted"], row["overridden"]
+
+
+def test_a_far_future_timestamp_does_not_pin_a_cards_outcome(db_app: Flask, db_client: FlaskClient) -> None:
+    """Issue 18 review: an EHR with a wrong clock (2926 typed for 2026) says "accepted"; the clinician's
+    override that follows must become the card's latest outcome. A clinician cannot act after the
+    feedback saying so arrived, so a timestamp after arrival ranks at its arrival."""
+    card = issue_cards(db_client)[0]["uuid"]
+    assert db_client.post(FEEDBACK, json={"feedback": [item(card, when="2926-06-15T14:00:00Z")]}).status_code == 200
+    assert _main_row(db_app) == (1, 0)
+    after_it_arrived = datetime.now(UTC).isoformat()
+    override = item(card, "overridden", when=after_it_arrived)
+    assert db_client.post(FEEDBACK, json={"feedback": [override]}).status_code == 200
+    assert _main_row(db_app) == (0, 1)
+
+
+def test_the_latest_outcome_is_the_latest_action_not_the_latest_arrival(db_app: Flask, db_client: FlaskClient) -> None:
+    card = issue_cards(db_client)[0]["uuid"]
+    later, earlier = "2026-06-15T15:00:00Z", "2026-06-15T14:00:00Z"  # both before their arrival
+    db_client.post(FEEDBACK, json={"feedback": [item(card, "overridden", when=later)]})
+    db_client.post(FEEDBACK, json={"feedback": [item(card, when=earlier)]})  # delayed, arrives last
+    assert _main_row(db_app) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("when", "valid"),
+    [
+        ("1899-12-31T23:59:59Z", False),
+        ("0687-03-01T00:00:00Z", False),
+        ("1900-01-01T00:00:00+14:00", True),  # 1899 in UTC: stored all the same
+        ("1900-01-01T00:00:00Z", True),
+        ("2999-12-31T23:59:59-14:00", True),  # 3000 in UTC
+        ("3000-01-01T00:00:00Z", False),
+        ("9494-01-01T00:00:00Z", False),
+        ("29260615T140000Z", True),  # the parser's compact form: the document's pattern reads its year too
+    ],
+)
+def test_the_openapi_document_says_which_timestamps_are_valid(
+    db_app: Flask, db_client: FlaskClient, when: str, valid: bool
+) -> None:
+    """The document's pattern for outcomeTimestamp and the service's check agree (schemathesis found
+    years 0687 and 9494 answered 400 while the document called them valid)."""
+    document = build_spec(Engine.load())["components"]["schemas"]["FeedbackItem"]["properties"]["outcomeTimestamp"]
+    assert (re.search(document["pattern"], when) is not None) is valid
+    response = db_client.post(FEEDBACK, json={"feedback": [item("c", when=when)]})
+    assert response.status_code == (200 if valid else 400), response.get_json()
+    if valid:
+        assert len(stored(db_app)) == 1
+    else:
+        assert "1900 to 2999" in response.get_json()["issue"][0]["diagnostics"]
 
 
 def test_report_command(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

@@ -210,6 +210,24 @@ def test_prune_audit_deletes_old_rows_their_cards_and_their_feedback(
     assert count(db_app, audit_log) == 2
 
 
+@pytest.mark.parametrize("days", ["800000", "3000000", "99999999999"])
+def test_prune_audit_past_the_calendar_is_a_message_not_a_traceback(
+    db_app: Flask, database_url: str, days: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18 review: "keep forever" written as a big number raised OverflowError (exit 1, traceback)."""
+    call = {"service": "vcf-patient-view", "rules_version": "r", "status": 200, "duration_ms": 1.0, "cards": 1}
+    with app_state(db_app).database.engine.begin() as connection:
+        connection.execute(insert(audit_log).values(at=utcnow() - timedelta(days=400), **call))
+    monkeypatch.setenv("VCF_CDS_DATABASE_URL", database_url)
+    assert main(["prune-audit", "--older-than", days]) == 2
+    err = capsys.readouterr().err
+    assert f"--older-than {days} days reaches before the year 1" in err and "Traceback" not in err
+    assert count(db_app, audit_log) == 1
+    assert main(["prune-audit", "--older-than", "700000"]) == 0  # the year 84 or so: within the calendar
+    assert "deleted 0 audit rows" in capsys.readouterr().out
+    assert count(db_app, audit_log) == 1
+
+
 def test_prune_audit_is_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "vcf-cds prune-audit --older-than" in readme

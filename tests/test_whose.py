@@ -193,6 +193,93 @@ def test_a_patient_in_a_bundle_lends_its_full_url(client: FlaskClient) -> None:
     assert ext["recommendation"] == "augmentation"  # row 14: now this patient's tenderness is documented
 
 
+FHIR = "https://fhir.example.org/R4"
+
+
+@pytest.mark.parametrize(
+    "full_url",
+    [
+        f"{FHIR}/Patient/p2",  # another patient on the very fhirServer the Condition below names
+        f"{FHIR}/Patient/p2/_history/3",
+        f"{FHIR}/Patient/{PATIENT_ID}0",
+        f"{FHIR}/Observation/{PATIENT_ID}",
+        f"{FHIR}/{PATIENT_ID}",
+        f"{FHIR}/Patient/{PATIENT_ID}/x",
+        f"Patient/{PATIENT_ID}",  # fullUrl is absolute
+        "urn:isbn:0451450523",
+    ],
+)
+def test_a_patient_entry_whose_full_url_names_another_resource_is_400(client: FlaskClient, full_url: str) -> None:
+    """Issue 16 review: Patient p1 under p2's fullUrl, and p2's fracture on the same server. Taking the
+    fullUrl as p1's gave p1 the cards; the Bundle contradicts itself (FHIR: a RESTful fullUrl agrees
+    with the resource's id), so neither half can be trusted."""
+    others = {**condition("c-other", ICD10CM, "M80.08XA"), "subject": {"reference": f"{FHIR}/Patient/p2"}}
+    body = {**request(others, pain("o1", 8)), "fhirServer": FHIR}
+    body["prefetch"]["patient"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"fullUrl": full_url, "resource": patient()}],
+    }
+    response = client.post("/cds-services/vcf-patient-view", json=body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    issue = response.get_json()["issue"][0]
+    assert "fullUrl" in issue["diagnostics"] and "inconsistent" in issue["diagnostics"]
+    assert "p2" not in issue["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "full_url",
+    [
+        OWN_FULL_URL,
+        "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14",
+        f"{FHIR}/Patient/{PATIENT_ID}",
+        f"{FHIR}/Patient/{PATIENT_ID}/_history/3",
+        f"https://elsewhere.example.net/fhir/Patient/{PATIENT_ID}",
+    ],
+)
+def test_a_full_url_that_can_be_the_patients_is_theirs(client: FlaskClient, full_url: str) -> None:
+    own = {**condition("c1", ICD10CM, "M80.08XA"), "subject": {"reference": full_url}}
+    body = {**request(own, pain("o1", 8)), "fhirServer": FHIR}
+    body["prefetch"]["patient"] = {"resourceType": "Bundle", "entry": [{"fullUrl": full_url, "resource": patient()}]}
+    response = client.post("/cds-services/vcf-patient-view", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["cards"], "the patient's own fracture, named by their fullUrl, was not used"
+
+
+@pytest.mark.parametrize(
+    ("server", "reference"),
+    [
+        ("https://fhir.example.org:443/R4", f"https://fhir.example.org/R4/Patient/{PATIENT_ID}"),
+        ("https://fhir.example.org/R4", f"https://fhir.example.org:443/R4/Patient/{PATIENT_ID}"),
+        ("https://FHIR.example.org:443/R4/", f"https://fhir.example.org:/R4/Patient/{PATIENT_ID}"),
+        ("http://fhir.example.org/R4", f"http://fhir.example.org:80/R4/Patient/{PATIENT_ID}"),
+        ("https://[2001:db8::1]:443/R4", f"https://[2001:db8::1]/R4/Patient/{PATIENT_ID}"),
+    ],
+)
+def test_the_default_port_names_the_same_server(client: FlaskClient, server: str, reference: str) -> None:
+    """Issue 16 review: RFC 3986 6.2.3, ``https://h:443/`` and ``https://h/`` are one origin."""
+    assert PatientReferences.of(PATIENT_ID, server).name(reference)
+    own = {**condition("c1", ICD10CM, "M80.08XA"), "subject": {"reference": reference}}
+    response = client.post("/cds-services/vcf-patient-view", json={**request(own), "fhirServer": server})
+    assert response.status_code == 200
+    assert response.get_json()["cards"], "the patient's own fracture was dropped as another patient's"
+
+
+@pytest.mark.parametrize(
+    ("server", "reference"),
+    [
+        ("https://fhir.example.org/R4", f"https://fhir.example.org:80/R4/Patient/{PATIENT_ID}"),
+        ("http://fhir.example.org/R4", f"http://fhir.example.org:443/R4/Patient/{PATIENT_ID}"),
+        ("https://fhir.example.org/R4", f"https://fhir.example.org:4430/R4/Patient/{PATIENT_ID}"),
+        ("https://fhir.example.org/R4", f"https://fhir.example.org:0/R4/Patient/{PATIENT_ID}"),
+        ("https://fhir.example.org/R4", f"https://fhir.example.org:443@evil.example/R4/Patient/{PATIENT_ID}"),
+        ("https://fhir.example.org:8443/R4", f"https://fhir.example.org/R4/Patient/{PATIENT_ID}"),
+    ],
+)
+def test_another_port_is_another_server(server: str, reference: str) -> None:
+    assert not PatientReferences.of(PATIENT_ID, server).name(reference)
+
+
 def test_served_another_patients_fracture_gives_no_card(database_url: str, tmp_path: Path) -> None:
     onset = (date.today() - timedelta(days=20)).isoformat()  # the served clock is the real one
     recent = (date.today() - timedelta(days=1)).isoformat()

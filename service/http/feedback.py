@@ -3,8 +3,8 @@
 The body is ``{"feedback": [{card, outcome, acceptedSuggestions, overrideReason, outcomeTimestamp}]}``.
 Every item is committed before the 200 (service/store/feedback.py); a duplicate is counted, not
 stored twice, and still answered 200. A body is validated whole before any of it is written,
-including what the database could never store (NUL characters, out-of-range times): that is a 400,
-not a 503 that every retry meets again.
+including what the database could never store (NUL characters, years outside 1900–2999): that is a
+400, not a 503 that every retry meets again.
 """
 
 from __future__ import annotations
@@ -29,10 +29,14 @@ bp = Blueprint("feedback", __name__)
 
 MAX_ITEMS = 100  # an EHR batches feedback per card; a hundred is far beyond any real batch
 _ID = validate.Length(min=1, max=128)
-# outcomeTimestamp: a clinician's action, so near now; the bounds keep it (and its UTC form) well
-# inside what Python, SQLite and PostgreSQL all store and read back in any session time zone
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+# outcomeTimestamp: a clinician's action, so near now. Its year as written must be 1900–2999: that
+# keeps it (and its UTC form, a day either side at most) well inside what Python, SQLite and
+# PostgreSQL all store and read back in any session time zone, and it is what the OpenAPI document
+# can say (YEAR_PATTERN), so the document and this check agree. A time later than its arrival is
+# accepted (no clock test the document could state) and ranked at its arrival by the report
+# (service/store/feedback.py), so it cannot stay a card's latest outcome.
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+YEAR_PATTERN = "^(19|2[0-9])[0-9][0-9]"  # every form the ISO parser reads starts with the year
 
 
 class _Text(fields.String):
@@ -46,12 +50,8 @@ class _Text(fields.String):
 
 
 def _storable_moment(value: datetime) -> None:
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        utc = None  # its UTC form is outside the years 1–9999
-    if utc is None or not EARLIEST <= utc < LATEST:
-        raise ValidationError("Must lie between 1900-01-01T00:00:00Z and 3000-01-01T00:00:00Z.")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValidationError(f"Must be a time in the years {FIRST_YEAR} to {LAST_YEAR}.")
 
 
 class _Lenient(Schema):
@@ -81,7 +81,17 @@ class FeedbackItemSchema(_Lenient):
     overrideReason = fields.Nested(OverrideReasonSchema)
     # the spec asks for UTC; an offset is honoured, a bare time is read as UTC
     outcomeTimestamp = fields.AwareDateTime(
-        required=True, format="iso", default_timezone=UTC, validate=_storable_moment
+        required=True,
+        format="iso",
+        default_timezone=UTC,
+        validate=_storable_moment,
+        metadata={
+            "pattern": YEAR_PATTERN,
+            "description": (
+                f"when the clinician acted; a year from {FIRST_YEAR} to {LAST_YEAR}. For a card's latest "
+                "outcome a time after the feedback's arrival counts as its arrival"
+            ),
+        },
     )
 
     @validates_schema

@@ -2,9 +2,11 @@
 
 A resource is the patient's only when its ``subject`` (``patient`` for AllergyIntolerance) references
 the patient as ``Patient/{id}`` (optionally ``/_history/{v}``), the same behind the request's
-``fhirServer`` base (scheme and host compared case-insensitively, a trailing slash ignored), or the
-``urn:uuid:`` / full URL under which the Patient appears in the request (its Bundle entry's
-``fullUrl``). Anything else — another patient, a Group, an identifier or display only, no reference
+``fhirServer`` base (scheme and host compared case-insensitively, the scheme's default port written
+or not, a trailing slash ignored), or the ``urn:uuid:`` / full URL under which the Patient appears in
+the request (its Bundle entry's ``fullUrl``, which must be a ``urn:uuid:`` / ``urn:oid:`` or end in
+``Patient/{its id}``: one naming another resource makes the Bundle inconsistent and the request a
+400). Anything else — another patient, a Group, an identifier or display only, no reference
 at all, another server's URL — is not. Using another patient's data is the worst error this service
 can make, so this is an allowlist of forms, never a test for "looks like another patient".
 """
@@ -15,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import BadRequestError
 from ..observe.redact import FHIR_ID
 
 _HISTORY = "/_history/"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,48 @@ def patient_references(request: Mapping[str, Any]) -> PatientReferences:
                 and resource.get("resourceType") == "Patient"
                 and resource.get("id") == patient_id
             ):
-                full_urls.append(entry.get("fullUrl"))
+                full_url = entry.get("fullUrl")
+                if full_url is not None and not _is_where_patient_appears(full_url, patient_id):
+                    # FHIR (Bundle.entry.fullUrl) says a RESTful fullUrl agrees with the resource's id:
+                    # this Bundle contradicts itself, and trusting either half could hand this patient
+                    # another patient's data
+                    raise BadRequestError(
+                        "prefetch.patient: the Bundle entry holding the Patient of context.patientId has a "
+                        "fullUrl that is neither a urn:uuid: / urn:oid: nor ends in Patient/{its id}: "
+                        "the Bundle is inconsistent.",
+                        expression=["prefetch.patient.entry.fullUrl"],
+                    )
+                full_urls.append(full_url)
     return PatientReferences.of(patient_id, request.get("fhirServer"), tuple(full_urls))
 
 
+def _is_where_patient_appears(full_url: Any, patient_id: str) -> bool:
+    """Whether ``full_url`` can be the fullUrl of Patient ``patient_id``: a ``urn:uuid:`` / ``urn:oid:``,
+    or a URL ending in ``Patient/{patient_id}`` (optionally ``/_history/{v}``)."""
+    if not isinstance(full_url, str):
+        return False
+    if full_url.startswith(("urn:uuid:", "urn:oid:")):
+        return True
+    head, history, version = full_url.rpartition(_HISTORY)
+    if history and FHIR_ID.fullmatch(version):
+        full_url = head
+    return "://" in full_url and full_url.endswith(f"/Patient/{patient_id}")
+
+
 def _canonical(url: str) -> str:
-    """``url`` with its scheme and authority in lower case (they are case-insensitive; the path is not)."""
+    """``url`` with its scheme and authority in lower case (they are case-insensitive; the path is not)
+    and without the scheme's default port (``https://h:443/`` is ``https://h/``, RFC 3986 6.2.3)."""
     scheme, separator, rest = url.partition("://")
     if not separator:
         return url  # urn:uuid: and the like: compared as written
+    scheme = scheme.lower()
     authority, slash, path = rest.partition("/")
-    return f"{scheme.lower()}://{authority.lower()}{slash}{path}"
+    authority = authority.lower()
+    host, colon, port = authority.rpartition(":")
+    if (
+        colon
+        and host
+        and (port == "" or (port.isascii() and port.isdigit() and int(port) == _DEFAULT_PORTS.get(scheme)))
+    ):
+        authority = host
+    return f"{scheme}://{authority}{slash}{path}"

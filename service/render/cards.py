@@ -192,6 +192,12 @@ def suggestions_for(ctx: CardContext, a: Assessment) -> list[dict[str, Any]]:
     return out
 
 
+def caution_line(c: Caution) -> str:
+    """``- text (SOURCE; evidence, …)``; without evidence ``- text (SOURCE)``."""
+    cited = "; ".join([c.source, ", ".join(md(r) for r in c.evidence)] if c.evidence else [c.source])
+    return f"- {md(c.text)} ({cited})"
+
+
 def _detail(a: Assessment, ctx: CardContext) -> str:
     weeks = f"{a.fracture_age_days / 7:.0f} weeks" if a.fracture_age_days is not None else "unknown age"
     parts = [
@@ -201,7 +207,7 @@ def _detail(a: Assessment, ctx: CardContext) -> str:
         parts.append(f"Procedure: {md(PROCEDURE_TEXT[a.procedure])}.")
     parts.append(criteria_table(a.criteria))
     if a.cautions:
-        lines = "\n".join(f"- {md(c.text)} ({c.source}; {', '.join(md(r) for r in c.evidence)})" for c in a.cautions)
+        lines = "\n".join(caution_line(c) for c in a.cautions)
         parts.append("**Cautions** (relative contraindications; they do not change the recommendation):\n" + lines)
     if a.missing:
         parts.append(not_documented(a.missing))

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert, Subquery, Table, and_, func, select
+from sqlalchemy import Insert, Subquery, Table, and_, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..observe import metrics
@@ -154,8 +154,13 @@ class Report:
 
 
 def latest_outcomes() -> Subquery:
-    """Each card's latest feedback item (by outcomeTimestamp, then arrival): one row per card."""
+    """Each card's latest feedback item: one row per card.
+
+    Ranked by outcomeTimestamp, but never later than the item's arrival: a clinician cannot act after
+    the feedback saying so arrived, and an EHR with a wrong clock (or 2926 typed for 2026) would
+    otherwise pin the card's outcome forever. Ties: the later arrival."""
     fb = feedback_table.c
+    acted = case((fb.outcome_at < fb.received_at, fb.outcome_at), else_=fb.received_at)
     ranked = select(
         fb.service,
         fb.card_uuid,
@@ -164,7 +169,7 @@ def latest_outcomes() -> Subquery:
         fb.override_code,
         fb.override_display,
         func.row_number()
-        .over(partition_by=(fb.service, fb.card_uuid), order_by=(fb.outcome_at.desc(), fb.id.desc()))
+        .over(partition_by=(fb.service, fb.card_uuid), order_by=(acted.desc(), fb.id.desc()))
         .label("rank"),
     ).subquery()
     return select(ranked).where(ranked.c.rank == 1).subquery("latest")

@@ -220,11 +220,53 @@ http {{
 """
 
 
+def _servers(upstreams: list[Instance], down: frozenset[str] = frozenset()) -> str:
+    # max_fails=1 fail_timeout=2s: after a failed connect, an instance is left alone for 2 s only,
+    # so that one started again takes its share of the load soon. `down`: drained, sent nothing new
+    return "\n".join(
+        f"        server 127.0.0.1:{u.port} max_fails=1 fail_timeout=2s{' down' if u.name in down else ''};"
+        for u in upstreams
+    )
+
+
 @dataclass
 class Balancer:
     process: subprocess.Popen[bytes]
     base: str
     prefix: Path
+    port: int = 0
+    upstreams: list[Instance] = field(default_factory=list)
+    down: frozenset[str] = frozenset()
+
+    @property
+    def conf(self) -> Path:
+        return self.prefix / "nginx.conf"
+
+    def write_conf(self) -> None:
+        """The configuration for ``upstreams`` with those in ``down`` marked down, checked by ``nginx -t``."""
+        binary = nginx_binary()
+        assert binary, "nginx is not installed (Debian package nginx; scripts/setup-system)"
+        servers = _servers(self.upstreams, self.down)
+        self.conf.write_text(NGINX_CONF.format(prefix=self.prefix, port=self.port, servers=servers))
+        checked = subprocess.run([binary, "-t", "-p", str(self.prefix), "-c", str(self.conf)], capture_output=True)
+        assert checked.returncode == 0, checked.stderr.decode(errors="replace")
+
+    def drain(self, instance: Instance) -> None:
+        """Mark ``instance`` down and reload: new requests go to the others; its calls in flight finish.
+        The caller waits until it gets no new requests (old nginx workers finish theirs first)."""
+        self.down |= {instance.name}
+        self.reload()
+
+    def restore(self, instance: Instance) -> None:
+        """Put ``instance`` back into the rotation."""
+        self.down -= {instance.name}
+        self.reload()
+
+    def reload(self) -> None:
+        self.write_conf()
+        # what `nginx -s reload` does: SIGHUP to the master, which starts workers with the new
+        # configuration and lets the old ones finish their requests
+        self.process.send_signal(signal.SIGHUP)
 
     def error_log(self, tail: int = 4000) -> str:
         path = self.prefix / "error.log"
@@ -245,16 +287,13 @@ def balancer(prefix: Path, port: int, upstreams: list[Instance]) -> Iterator[Bal
     binary = nginx_binary()
     assert binary, "nginx is not installed (Debian package nginx; scripts/setup-system)"
     prefix.mkdir(parents=True, exist_ok=True)
-    # max_fails=1 fail_timeout=2s: after a failed connect, an instance is left alone for 2 s only,
-    # so that one started again takes its share of the load soon
-    servers = "\n".join(f"        server 127.0.0.1:{u.port} max_fails=1 fail_timeout=2s;" for u in upstreams)
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, servers=servers))
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, servers=_servers(upstreams)))
     checked = subprocess.run([binary, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     stderr = (prefix / "stderr.log").open("wb")
     process = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)], stderr=stderr, start_new_session=True)
-    lb = Balancer(process, f"http://127.0.0.1:{port}", prefix)
+    lb = Balancer(process, f"http://127.0.0.1:{port}", prefix, port, list(upstreams))
     try:
         deadline = time.monotonic() + 20
         while True:
