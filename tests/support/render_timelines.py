@@ -1,6 +1,6 @@
 """Review aid (issue 20): the SMART app's timeline for records richer than the browser test's fixture 45
 (labs, DXA, therapy, findings, several levels), drawn by the same ``figure()`` and plotly.js, as PNGs
-in ``artifacts/review-timeline-*.png``. Run: ``.venv/bin/python tests/review/render_timelines.py``."""
+in ``artifacts/review-timeline-*.png``. Run: ``.venv/bin/python tests/support/render_timelines.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from service.fhirtime import parse_fhir_datetime  # noqa: E402
+from service.normalize.fhirtime import parse_fhir_datetime  # noqa: E402
 from service.pipeline import Engine  # noqa: E402
 from service.smart.evidence import index  # noqa: E402
 from service.smart.timeline import figure, figure_json  # noqa: E402

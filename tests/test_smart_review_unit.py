@@ -1,5 +1,5 @@
 """Security review of the SMART app (issue 20), the parts that need no server. See
-tests/review/test_smart_attacks.py for the launch itself. ``xfail(strict=True)`` marks a finding."""
+tests/test_smart_review_attacks.py for the launch itself. ``xfail(strict=True)`` marks a finding."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import json
 import pytest
 import responses
 
-from service.normalize import normalize
+from service.normalize.record import normalize
 from service.pipeline import Engine
 from service.smart.discovery import Discovery, DiscoveryError
 from service.smart.findings import FORMS, missing_findings, observation
 
-from conftest import NOW
-from test_fixtures import FIXTURES
+from support.clock import NOW
+from support.paths import FIXTURES
 
 ISS = "https://ehr.example.org/fhir/r4"
 ROW16 = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"

@@ -1,6 +1,6 @@
 """Security review of the SMART app (issue 20): attacks against SMART App Launch 2.x and the OAuth 2.0
 Security BCP, with the real parts of tests/test_smart_app.py (Authlib's authorization server and
-sekmet-fhir, tests/smart_ehr.py) plus a hostile server that is *also* registered in the app's clients
+sekmet-fhir, tests/support/smart_ehr.py) plus a hostile server that is *also* registered in the app's clients
 file: a deployment with several EHRs trusts each one for its own launches only.
 
 Tests marked ``xfail(strict=True)`` are findings (they pass once the code is fixed, then the marker
@@ -31,11 +31,11 @@ from sqlalchemy import create_engine, func, select
 from test_smart_app import NOW, PATIENT_FIXTURE, LogCollector, record_resources, transaction
 
 from service import create_app
-from service.db import smart_session
+from service.store.db import smart_session
 from service.pipeline import Engine
 
-from conftest import TEST_AUDIT_KEY
-from smart_ehr import (
+from support.apps import TEST_AUDIT_KEY
+from support.smart_ehr import (
     CLIENT_ID,
     CLINICIAN,
     FakeEhr,
