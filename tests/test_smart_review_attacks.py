@@ -300,7 +300,7 @@ def test_mix_up_a_code_from_one_ehr_never_reaches_another_ehrs_token_endpoint(re
     assert stolen == [], "the hostile EHR redeemed the honest EHR's code: it holds an access token for pv45"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: discovery has no overall deadline (per-read timeout only)")
+
 def test_a_trickling_discovery_document_does_not_hold_the_launch(review: Review, monkeypatch: Any) -> None:
     """service/smart/http.py promises 'a timeout on every call'; requests' timeout is per read, so a
     server sending one byte every 0.3 s never trips it. With TIMEOUT at 1 s the launch must answer
@@ -312,7 +312,7 @@ def test_a_trickling_discovery_document_does_not_hold_the_launch(review: Review,
     assert elapsed < 5, f"the launch took {elapsed:.0f} s (status {answer.status_code})"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the token response is read whole (Authlib), no size cap")
+
 def test_the_token_response_is_read_up_to_a_cap(review: Review) -> None:
     """Every other answer the app reads is capped at MAX_BYTES (1 MiB); the token exchange goes
     through Authlib/requests, which reads the whole body into memory: a hostile token endpoint can
@@ -328,7 +328,7 @@ def test_the_token_response_is_read_up_to_a_cap(review: Review) -> None:
     assert sent <= MAX_BYTES + 8 * 1024 * 1024, f"the app read {sent / 2**20:.0f} MiB of token response"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the token exchange has no overall deadline either")
+
 def test_a_trickling_token_endpoint_does_not_hold_the_callback(review: Review, monkeypatch: Any) -> None:
     monkeypatch.setattr("service.smart.oauth.TIMEOUT", 1.0)
     browser = requests.Session()
