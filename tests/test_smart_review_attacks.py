@@ -31,8 +31,8 @@ from sqlalchemy import create_engine, func, select
 from test_smart_app import NOW, PATIENT_FIXTURE, LogCollector, record_resources, transaction
 
 from service import create_app
-from service.store.db import smart_session
 from service.pipeline import Engine
+from service.store.db import smart_session
 
 from support.apps import TEST_AUDIT_KEY
 from support.smart_ehr import (
@@ -88,6 +88,7 @@ def hostile_app(h: Hostile) -> Flask:
     @app.get("/<name>/fhir/.well-known/smart-configuration")
     def configuration(name: str) -> Any:
         doc = {
+            "jwks_uri": f"{h.base}/{name}/jwks",  # the key it signs with: the signature itself verifies
             "authorization_endpoint": f"{h.base}/{name}/authorize",
             "token_endpoint": f"{h.base}/{name}/token",
             "code_challenge_methods_supported": ["S256"],
@@ -100,6 +101,10 @@ def hostile_app(h: Hostile) -> Flask:
             yield from trickle(body)
 
         return Response(drip(), mimetype="application/json")
+
+    @app.get("/<name>/jwks")
+    def jwks(name: str) -> Any:
+        return {"keys": [{**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "use": "sig"}]}
 
     @app.get("/<name>/authorize")
     def authorize(name: str) -> Any:
@@ -228,11 +233,14 @@ def review(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         if not wait_until_up(process, root):
             pytest.skip(f"sekmet-fhir did not start: {log.read_text(errors='replace')[-600:]}")
         app_url = f"http://127.0.0.1:{app_port}"
-        served.append(Served(build_ehr_app(ehr, f"{app_url}/app/callback"), ehr_port))
+        served.append(Served(build_ehr_app(ehr, f"{app_url}/app/callback/honest"), ehr_port))
         served.append(Served(hostile_app(hostile), hostile_port))
         fhir(ehr.iss, "POST", body=transaction(record_resources(PATIENT_FIXTURE) + xss_resources()))
-        entries = [{"iss": ehr.iss, "client_id": CLIENT_ID, "client_secret": None}]
-        entries += [{"iss": hostile.iss(n), "client_id": CLIENT_ID, "client_secret": None} for n in HOSTILE_EHRS]
+        # several EHRs: each its own redirect URI, /app/callback/{slug}
+        entries = [{"iss": ehr.iss, "client_id": CLIENT_ID, "client_secret": None, "slug": "honest"}]
+        entries += [
+            {"iss": hostile.iss(n), "client_id": CLIENT_ID, "client_secret": None, "slug": n} for n in HOSTILE_EHRS
+        ]
         clients = folder / "smart-clients.json"
         clients.write_text(json.dumps({"clients": entries}))
         database_url = f"sqlite:///{folder / 'service.sqlite3'}"
@@ -284,7 +292,6 @@ def signed_in(review: Review, context: LaunchContext) -> requests.Session:
 # ---------------------------------------------------------------------------------------------- findings
 
 
-@pytest.mark.xfail(strict=True, reason="finding: OAuth mix-up between registered EHRs (no iss check, one redirect URI)")
 def test_mix_up_a_code_from_one_ehr_never_reaches_another_ehrs_token_endpoint(review: Review) -> None:
     """RFC 9700 (OAuth 2.0 Security BCP) 4.4: a client talking to several authorization servers MUST
     tell which one answered (the ``iss`` parameter of RFC 9207, or a redirect URI per server). The
@@ -293,12 +300,20 @@ def test_mix_up_a_code_from_one_ehr_never_reaches_another_ehrs_token_endpoint(re
     and redeems them itself: PKCE does not help a public client here."""
     review.ehr.default_context = LaunchContext("pv45")
     browser = requests.Session()
-    callback = to_callback(review, review.hostile.iss("mixup"), browser)  # a link the attacker sent
-    answer = browser.get(callback, allow_redirects=False, timeout=60)
-    assert answer.status_code == 400  # the app refuses either way (the attacker answered invalid_grant)
+    url = launch(review, review.hostile.iss("mixup"), browser).headers["Location"]  # a link the attacker sent
+    # each EHR has its own redirect URI: the hostile one's is not the honest EHR's registration,
+    # so the honest EHR refuses to send its code there
+    while not url.startswith(f"{review.app_url}/app/callback"):
+        answer = browser.get(url, allow_redirects=False, timeout=60)
+        if answer.status_code not in (302, 303):
+            break
+        url = answer.headers["Location"]
+    else:
+        assert browser.get(url, allow_redirects=False, timeout=60).status_code == 400
+    assert answer.status_code == 400 and "refused" in answer.text
+    assert review.hostile.received_codes == []
     stolen = [t["access_token"] for t in review.hostile.stolen]
     assert stolen == [], "the hostile EHR redeemed the honest EHR's code: it holds an access token for pv45"
-
 
 
 def test_a_trickling_discovery_document_does_not_hold_the_launch(review: Review, monkeypatch: Any) -> None:
@@ -310,7 +325,6 @@ def test_a_trickling_discovery_document_does_not_hold_the_launch(review: Review,
     answer = launch(review, review.hostile.iss("slowdisc"))
     elapsed = time.monotonic() - started
     assert elapsed < 5, f"the launch took {elapsed:.0f} s (status {answer.status_code})"
-
 
 
 def test_the_token_response_is_read_up_to_a_cap(review: Review) -> None:
@@ -328,7 +342,6 @@ def test_the_token_response_is_read_up_to_a_cap(review: Review) -> None:
     assert sent <= MAX_BYTES + 8 * 1024 * 1024, f"the app read {sent / 2**20:.0f} MiB of token response"
 
 
-
 def test_a_trickling_token_endpoint_does_not_hold_the_callback(review: Review, monkeypatch: Any) -> None:
     monkeypatch.setattr("service.smart.oauth.TIMEOUT", 1.0)
     browser = requests.Session()
@@ -339,7 +352,6 @@ def test_a_trickling_token_endpoint_does_not_hold_the_callback(review: Review, m
     assert elapsed < 5, f"the callback took {elapsed:.0f} s"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: id_token iss (and alg) not checked; fhirUser taken from it")
 @pytest.mark.parametrize("alg", ["RS256", "none"])
 def test_an_id_token_from_another_issuer_or_unsigned_is_refused(review: Review, alg: str) -> None:
     """OpenID Connect Core 3.1.3.7: TLS to the token endpoint MAY stand in for the signature, but the
@@ -352,10 +364,10 @@ def test_an_id_token_from_another_issuer_or_unsigned_is_refused(review: Review, 
     answer = browser.get(to_callback(review, review.hostile.iss("forged"), browser), allow_redirects=False, timeout=60)
     stored = review.fhir_user() if review.rows(smart_session) > sessions else None
     assert answer.status_code == 400, f"session created with performer {stored!r}"
+    assert ("another server" if alg == "RS256" else "asymmetric") in answer.text
     assert review.rows(smart_session) == sessions
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the launch cookie's value is taken from the browser")
 def test_a_planted_launch_cookie_does_not_bind_the_attackers_state(review: Review) -> None:
     """Login CSRF through cookie fixation: ``browser = request.cookies.get(LAUNCH_COOKIE) or
     new_secret()`` lets whoever can plant that cookie (a sibling subdomain, an http page of the

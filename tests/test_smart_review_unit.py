@@ -20,7 +20,6 @@ ISS = "https://ehr.example.org/fhir/r4"
 ROW16 = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"
 
 
-@pytest.mark.xfail(strict=True, reason="finding: an https EHR may name http-loopback endpoints")
 @pytest.mark.parametrize("endpoint", ["token_endpoint", "authorization_endpoint"])
 def test_an_https_ehr_cannot_send_the_code_to_plain_http_on_the_services_own_loopback(
     endpoint: str, fhir_mock: responses.RequestsMock

@@ -1,10 +1,11 @@
-"""The SMART app's own HTTP calls: discovery, and creating an Observation. Token exchange goes through
-Authlib (oauth.py) with the same timeout and no redirects.
+"""The SMART app's own HTTP calls: discovery, its JWK Set, and creating an Observation. Token exchange
+goes through Authlib (oauth.py) over the same sessions: the same deadline, size cap and no redirects.
 
 The rules of the hooks' FHIR client (service/gather/fhirclient.py) hold here too: one deadline for each
-whole call (a server trickling a byte before every read timeout does not outlast it: its socket is shut
-when the deadline passes), answers read up to a size cap, redirects followed only within the origin that was asked, never
-``~/.netrc`` nor cookies, and errors that name what failed, never a URL, a token or the body.
+whole call (a server trickling a byte before every read timeout does not outlast it: its socket is
+shut when the deadline passes), answers read up to a size cap, redirects followed only within the
+origin that was asked, never ``~/.netrc`` nor cookies, and errors that name what failed, never a URL,
+a token or the body.
 """
 
 from __future__ import annotations

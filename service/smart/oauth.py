@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
