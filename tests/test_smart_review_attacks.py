@@ -384,7 +384,6 @@ def test_a_planted_launch_cookie_does_not_bind_the_attackers_state(review: Revie
     assert answer.status_code == 400, "the victim's browser accepted the attacker's sign-in"
 
 
-@pytest.mark.xfail(strict=True, reason="finding (clinical safety): no patient banner although need_patient_banner")
 def test_the_page_identifies_the_patient_beyond_the_name(review: Review) -> None:
     """The test EHR answers ``need_patient_banner: true`` (SMART App Launch: the app shows the
     patient banner). The page shows the name only; a clinician recording a finding cannot tell two
@@ -393,6 +392,12 @@ def test_the_page_identifies_the_patient_beyond_the_name(review: Review) -> None
     page = browser.get(f"{review.app_url}/app/", timeout=60).text
     assert "1954-02-22" in page or "22 Feb 1954" in page
     assert re.search(r"\b(female|Female|F)\b", page)
+    banner = re.search(r'<section id="patient-banner".*?</section>', page, re.S)
+    assert banner and all(v in banner.group(0) for v in ("Irene Castellano", "1954-02-22", "female", "E4350774"))
+    # above each finding form: whom the finding is being recorded for
+    forms = page.count('<form method="post" action="/app/findings"')
+    assert forms >= 2  # fixture 45 documents neither tenderness nor edema
+    assert page.count("Recording for Irene Castellano, born 1954-02-22, female, ID E4350774") == forms
 
 
 def test_multiple_launches_share_one_cookie_so_a_reload_switches_patient(review: Review) -> None:

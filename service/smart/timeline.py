@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from ..decide import Assessment
 from ..decide import thresholds as T
 from ..decide.facts import VERTEBRAE, Facts, Span
+from . import words
 from .evidence import when as resource_date
 
 LANES = ("Fracture", "Exam & imaging", "Labs", "Bone health", "Decision")
@@ -37,7 +38,7 @@ BANDS = (  # (days after onset, label, line dash)
     (T.CHRONIC.value, "52 weeks", "longdash"),
 )
 PAIN_LINES = (  # (threshold, label, dash)
-    (T.PAIN_MIN.value, f"NRS {T.PAIN_MIN.value:g}: LCD minimum", "dot"),
+    (T.PAIN_MIN.value, f"NRS {T.PAIN_MIN.value:g}: minimum for augmentation", "dot"),
     (T.PAIN_SEVERE.value, f"NRS {T.PAIN_SEVERE.value:g}: severe (VAPOUR)", "dash"),
     (T.PAIN_HOSPITALISED.value, f"NRS {T.PAIN_HOSPITALISED.value:g}: hospitalised", "longdash"),
 )
@@ -145,10 +146,7 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
         therapy.append((day or now.date().isoformat(), "Osteoporosis therapy" + ("" if day else " (undated)")))
     _lane(fig, "Bone health", therapy, "hexagon-open", "Osteoporosis therapy")
 
-    decision = f"Row {assessment.row}: {assessment.recommendation}"
-    if assessment.procedure:
-        decision += f" ({assessment.procedure})"
-    _lane(fig, "Decision", [(now, decision)], "diamond", "Decision")
+    _lane(fig, "Decision", [(now, words.decision(assessment))], "diamond", "Decision")
 
     start = min(dates) - timedelta(days=14)
     end = now.date() + timedelta(days=21)

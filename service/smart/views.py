@@ -47,6 +47,7 @@ from .store import (
 )
 from .timeline import figure, figure_json
 from .tokens import session_from_token
+from .words import banner, decision
 
 log = logging.getLogger("vcf_cds.smart")
 
@@ -329,19 +330,6 @@ def _assess(session: Session) -> HookResult | Response:
         return message(e.status if e.status < 500 else 502, "Cannot assess", e.diagnostics)
 
 
-def _patient_name(result: HookResult) -> str:
-    patient = result.record.patient if result.record else {}
-    for name in patient.get("name") or []:
-        if isinstance(name, dict):
-            if isinstance(name.get("text"), str):
-                return str(name["text"])
-            given = " ".join(g for g in name.get("given") or [] if isinstance(g, str))
-            family = name.get("family") if isinstance(name.get("family"), str) else ""
-            if given or family:
-                return f"{given} {family}".strip()
-    return "this patient"
-
-
 @bp.get("/")
 def page() -> Response:
     session = _session()
@@ -361,8 +349,9 @@ def _page_context(session: Session, result: HookResult) -> dict[str, Any]:
     a, facts = result.assessment, result.facts
     resources = index(result.record.resources if result.record else [])
     context: dict[str, Any] = {
-        "patient": _patient_name(result),
+        "banner": banner(result.record.patient if result.record else None),
         "assessment": a,
+        "decision": decision(a) if a is not None else None,
         "csrf": session.csrf_token,
         "can_write": may_create_observations(session.scope),
         "from_card": bool(session.app_context),
