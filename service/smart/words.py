@@ -70,7 +70,7 @@ def _identifier(patient: Mapping[str, Any]) -> str | None:
     # the EHR's own: "usual" or "official" before others (a FHIR use, not a terminology code)
     identifiers.sort(key=lambda i: i.get("use") not in ("usual", "official"))
     for i in identifiers:
-        kind = i.get("type") if isinstance(i.get("type"), dict) else {}
+        kind: dict[str, Any] = i["type"] if isinstance(i.get("type"), dict) else {}
         label = kind.get("text") if isinstance(kind.get("text"), str) else None
         for coding in kind.get("coding") or []:
             if label is None and isinstance(coding, dict) and isinstance(coding.get("display"), str):
