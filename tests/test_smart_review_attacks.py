@@ -536,3 +536,17 @@ def test_a_session_cookie_set_before_sign_in_is_replaced(review: Review) -> None
     with review.database.connect() as c:
         hashes = {r[0] for r in c.execute(select(smart_session.c.id_hash))}
     assert hashlib.sha256(b"fixated").hexdigest() not in hashes
+
+
+def test_sign_out_needs_the_csrf_token_and_ends_the_session(review: Review) -> None:
+    browser = signed_in(review, LaunchContext("pv45"))
+    page = browser.get(f"{review.app_url}/app/", timeout=60).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf and 'id="logout"' in page
+    sessions = review.rows(smart_session)
+    forged = browser.post(f"{review.app_url}/app/logout", data={"csrf": "x"}, allow_redirects=False, timeout=60)
+    assert forged.status_code == 403 and review.rows(smart_session) == sessions
+    out = browser.post(f"{review.app_url}/app/logout", data={"csrf": csrf.group(1)}, allow_redirects=False, timeout=60)
+    assert out.status_code == 200 and "Signed out" in out.text
+    assert review.rows(smart_session) == sessions - 1
+    assert browser.get(f"{review.app_url}/app/", timeout=60).status_code == 401
