@@ -88,7 +88,26 @@ def test_app_needs_public_url_https_off_loopback(engine: Engine, tmp_path: Path)
         ({"clients": [{"iss": "http://ehr.example.org/fhir", "client_id": "x"}]}, "https"),
         ({"clients": [{"iss": ISS}]}, "client_id"),
         ({"clients": [{"iss": ISS, "client_id": "x", "secret": "s"}]}, "unknown keys"),
-        ({"clients": [{"iss": ISS, "client_id": "x"}, {"iss": ISS + "/", "client_id": "y"}]}, "twice"),
+        (
+            {
+                "clients": [
+                    {"iss": ISS, "client_id": "x", "slug": "a"},
+                    {"iss": ISS + "/", "client_id": "y", "slug": "b"},
+                ]
+            },
+            "twice",
+        ),
+        ({"clients": [{"iss": ISS, "client_id": "x", "slug": "a"}, {"iss": ISS + "/2", "client_id": "y"}]}, "slug"),
+        (
+            {
+                "clients": [
+                    {"iss": ISS, "client_id": "x", "slug": "a"},
+                    {"iss": ISS + "/2", "client_id": "y", "slug": "a"},
+                ]
+            },
+            "slug 'a' is listed twice",
+        ),
+        ({"clients": [{"iss": ISS, "client_id": "x", "slug": "../x"}]}, "slug"),
     ],
 )
 def test_clients_file_errors_say_what_is_wrong(tmp_path: Path, clients: Any, message: str) -> None:
@@ -135,13 +154,15 @@ def test_launch_redirects_with_pkce_aud_and_state_and_sets_a_lax_httponly_cookie
         "code_challenge_method=S256",
         "aud=https%3A%2F%2Fehr.example.org%2Ffhir%2Fr4",
         "launch=xyz",
-        "redirect_uri=https%3A%2F%2Fcds.example.org%2Fapp%2Fcallback",
+        "redirect_uri=https%3A%2F%2Fcds.example.org%2Fapp%2Fcallback&",  # one EHR, no slug: /app/callback
         "state=",
         "client_id=vcf",
     ):
         assert part in location
     cookie = response.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie and "Path=/app/" in cookie
+    # off loopback a __Host- cookie: Secure, Path=/, no Domain, so no sibling host can plant one
+    assert cookie.startswith("__Host-vcf_cds_smart_launch=") and "Domain" not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie and "Path=/;" in cookie
 
 
 @pytest.mark.parametrize(
@@ -162,7 +183,7 @@ def test_launch_redirects_with_pkce_aud_and_state_and_sets_a_lax_httponly_cookie
 )
 def test_unusable_discovery_documents(doc: Any, message: str) -> None:
     with pytest.raises(DiscoveryError, match=message):
-        parse_configuration(doc)
+        parse_configuration(doc, ISS)
 
 
 @responses.activate
@@ -251,8 +272,11 @@ def test_timeline_shows_labs_bone_health_and_findings_as_text(
     from service.smart.evidence import index
 
     text = _texts(figure(result.facts, result.assessment, index(result.record.resources)))
+    card = next(c for c in doc["expected"]["cards"] if c["kind"] == "recommendation")
+    procedure = {"either": "vertebroplasty or kyphoplasty", "kyphoplasty": "balloon kyphoplasty"}[card["procedure"]]
+    assert "Row " not in text and "either" not in text and "LCD" not in text  # the rules' words, not a reader's
     for words in expected + [
-        f"Row {result.assessment.row}: {result.assessment.recommendation}",
+        f"Decision: {card['recommendation']} ({procedure})",
         "NRS 5",
         "NRS 7",
         "NRS 8",

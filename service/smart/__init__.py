@@ -1,9 +1,9 @@
 """The SMART on FHIR app the recommendation card links to (``/app/…``), SMART App Launch 2.x.
 
 Off unless ``VCF_CDS_SMART_CLIENTS`` names a clients file: then no route exists under ``/app`` and
-cards carry no ``smart`` link. On, it needs ``VCF_CDS_PUBLIC_URL`` (its redirect URI is
-``{VCF_CDS_PUBLIC_URL}/app/callback``), https unless on loopback, where the session cookie can be
-``Secure``.
+cards carry no ``smart`` link. On, it needs ``VCF_CDS_PUBLIC_URL`` (its redirect URIs are
+``{VCF_CDS_PUBLIC_URL}/app/callback/{slug}``, one per EHR, see clients.py), https unless on
+loopback, where the session cookie can be ``Secure``.
 """
 
 from __future__ import annotations
@@ -66,4 +66,6 @@ def init_app(app: Flask) -> None:
     # the app reads only from the FHIR servers registered for it: they are its allowlist
     fetch = FhirClient([c.iss for c in clients.values()], Limits(budget=budget))
     init_blueprint(app, SmartApp(clients, public_url, Discovery(), fetch))
-    log.info("SMART app on: %d EHR(s) registered, redirect URI %s/app/callback", len(clients), public_url)
+    for client in clients.values():
+        suffix = f"/{client.slug}" if client.slug else ""
+        log.info("SMART app on for %s: redirect URI %s/app/callback%s", client.iss, public_url, suffix)

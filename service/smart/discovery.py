@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from ..gather.fhirclient import https_or_loopback
+from ..gather.fhirclient import loopback_host
 from .http import CallError, call
 
 CACHE_SECONDS = 300
@@ -17,22 +18,37 @@ class SmartConfiguration:
     authorization_endpoint: str
     token_endpoint: str
     scopes_supported: tuple[str, ...] = ()
+    issuer: str | None = None  # the authorization server's issuer identifier (id_token iss, RFC 9207 iss)
+    jwks_uri: str | None = None  # the keys its id_tokens are signed with
+    iss_parameter_required: bool = False  # authorization_response_iss_parameter_supported (RFC 9207)
 
 
 class DiscoveryError(Exception):
     """The EHR's SMART configuration is unusable; the message says why (no URL, no secret)."""
 
 
-def _endpoint(doc: dict[str, object], name: str) -> str:
+def loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and loopback_host(parts.hostname or "")
+
+
+def _endpoint(doc: dict[str, object], name: str, iss: str, *, required: bool = True) -> str | None:
     value = doc.get(name)
+    if value is None and not required:
+        return None
     # Endpoints may be on another host than the FHIR server (several EHRs do that); they must be
-    # https all the same (http on loopback only, for development)
-    if not isinstance(value, str) or not https_or_loopback(value):
+    # https all the same. http on loopback is for a development EHR only: an https EHR must not send
+    # the code, the verifier or a secret over plain http to whatever listens on this host
+    if not isinstance(value, str):
+        raise DiscoveryError(f"its {name} is missing or not an https URL")
+    parts = urlsplit(value)
+    usable = parts.scheme == "https" or (loopback_http(value) and loopback_http(iss))
+    if not usable or not parts.hostname:
         raise DiscoveryError(f"its {name} is missing or not an https URL")
     return value
 
 
-def parse_configuration(doc: dict[str, object] | None) -> SmartConfiguration:
+def parse_configuration(doc: dict[str, object] | None, iss: str) -> SmartConfiguration:
     if doc is None:
         raise DiscoveryError("it is not a JSON object")
     methods = doc.get("code_challenge_methods_supported")
@@ -40,10 +56,16 @@ def parse_configuration(doc: dict[str, object] | None) -> SmartConfiguration:
     if not isinstance(methods, list) or "S256" not in methods:
         raise DiscoveryError("it does not offer PKCE with S256 (code_challenge_methods_supported)")
     scopes = doc.get("scopes_supported")
+    issuer = doc.get("issuer")
+    if issuer is not None and (not isinstance(issuer, str) or not issuer):
+        raise DiscoveryError("its issuer is not a URL")
     return SmartConfiguration(
-        _endpoint(doc, "authorization_endpoint"),
-        _endpoint(doc, "token_endpoint"),
+        str(_endpoint(doc, "authorization_endpoint", iss)),
+        str(_endpoint(doc, "token_endpoint", iss)),
         tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else (),
+        issuer,
+        _endpoint(doc, "jwks_uri", iss, required=False),
+        doc.get("authorization_response_iss_parameter_supported") is True,
     )
 
 
@@ -70,7 +92,21 @@ class Discovery:
             raise DiscoveryError(str(e)) from None
         if answer.status != 200:
             raise DiscoveryError(f"HTTP {answer.status}")
-        configuration = parse_configuration(answer.body)
+        configuration = parse_configuration(answer.body, iss)
         with self._lock:
             self._cache[iss] = (time.monotonic() + CACHE_SECONDS, configuration)
         return configuration
+
+
+def signing_keys(configuration: SmartConfiguration) -> list[dict[str, object]]:
+    """The EHR's JWK Set (its ``jwks_uri``), to verify its id_token; raises ``DiscoveryError``."""
+    if configuration.jwks_uri is None:
+        raise DiscoveryError("it names no jwks_uri, so the EHR's id_token cannot be verified")
+    try:
+        answer = call("GET", configuration.jwks_uri, what="JWK Set", headers={"Accept": "application/json"})
+    except CallError as e:
+        raise DiscoveryError(str(e)) from None
+    keys = answer.body.get("keys") if answer.status == 200 and answer.body else None
+    if not isinstance(keys, list):
+        raise DiscoveryError("its jwks_uri does not answer with a JWK Set")
+    return [k for k in keys if isinstance(k, dict)]

@@ -8,6 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from ..normalize.fhirtime import parse_fhir_datetime
+from .words import unit as display_unit
 
 _DATE_FIELDS = ("effectiveDateTime", "onsetDateTime", "authoredOn", "recordedDate", "issued", "performedDateTime")
 _PERIOD_FIELDS = ("effectivePeriod", "onsetPeriod", "performedPeriod", "period")
@@ -55,8 +56,8 @@ def when(resource: Mapping[str, Any]) -> str | None:
 def value(resource: Mapping[str, Any]) -> str | None:
     q = resource.get("valueQuantity")
     if isinstance(q, dict) and isinstance(q.get("value"), int | float):
-        unit = q.get("unit") or q.get("code") or ""
-        return f"{q['value']:g} {unit}".strip()
+        shown = display_unit(q.get("unit") or q.get("code"))
+        return f"{q['value']:g} {shown}".strip()
     if isinstance(resource.get("valueBoolean"), bool):
         return "present" if resource["valueBoolean"] else "absent"
     for key in ("valueInteger", "valueString"):

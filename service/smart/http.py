@@ -1,23 +1,32 @@
-"""The SMART app's own HTTP calls: discovery, and creating an Observation. Token exchange goes through
-Authlib (oauth.py) with the same timeout and no redirects.
+"""The SMART app's own HTTP calls: discovery, its JWK Set, and creating an Observation. Token exchange
+goes through Authlib (oauth.py) over the same sessions: the same deadline, size cap and no redirects.
 
-The rules of the hooks' FHIR client (service/gather/fhirclient.py) hold here too: a timeout on every call,
-answers read up to a size cap, redirects followed only within the origin that was asked, never
-``~/.netrc`` nor cookies, and errors that name what failed, never a URL, a token or the body.
+The rules of the hooks' FHIR client (service/gather/fhirclient.py) hold here too: one deadline for each
+whole call (a server trickling a byte before every read timeout does not outlast it: its socket is
+shut when the deadline passes), answers read up to a size cap, redirects followed only within the
+origin that was asked, never ``~/.netrc`` nor cookies, and errors that name what failed, never a URL,
+a token or the body.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
-from collections.abc import Mapping
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
-TIMEOUT = 10.0  # seconds, per call (connect, and each read)
+TIMEOUT = 10.0  # seconds for a whole call: connect, redirects, headers and body
 MAX_BYTES = 1024 * 1024  # a discovery document or an OperationOutcome: far below this
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -53,24 +62,131 @@ class _NoNetrc(requests.auth.AuthBase):
         return r
 
 
-def session() -> requests.Session:
-    s = requests.Session()
+class Deadline:
+    """The sockets one call opens, shut down when its deadline passes: a blocked read fails at once.
+
+    Watched through duplicates of their descriptors (closed on exit), so a socket closed and its
+    number reused meanwhile is never touched.
+    """
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.tripped = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self.trip)
+        self._timer.daemon = True
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            return
+        with self._lock:
+            self._socks.append(duplicate)
+            if self.tripped:
+                _shut(duplicate)
+
+    def trip(self) -> None:
+        with self._lock:
+            self.tripped = True
+            for sock in self._socks:
+                _shut(sock)
+
+    def __enter__(self) -> Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+        with self._lock:
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # .deadline: the Deadline of the call this thread is making
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        deadline: Deadline | None = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.watch(sock)
+        return sock
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def configure(s: requests.Session) -> requests.Session:
+    """No cookies kept, nothing from the environment (proxies, netrc), sockets under the call's Deadline."""
     s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    s.trust_env = False  # no proxies or netrc from the environment for the EHR's endpoints
+    s.trust_env = False
+    s.mount("http://", _Adapter())
+    s.mount("https://", _Adapter())
     return s
 
 
-def _read(response: requests.Response) -> bytes:
+def session() -> requests.Session:
+    return configure(requests.Session())
+
+
+def read_capped(response: requests.Response, deadline: Deadline, what: str) -> bytes:
+    too_big = CallError(f"{what}: the answer is larger than {MAX_BYTES} bytes")
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_BYTES:
-        raise CallError(f"the answer is larger than {MAX_BYTES} bytes")
+        raise too_big
     chunks, size = [], 0
     for chunk in response.iter_content(64 * 1024):
         size += len(chunk)
         if size > MAX_BYTES:
-            raise CallError(f"the answer is larger than {MAX_BYTES} bytes")
+            raise too_big
+        if deadline.remaining() <= 0:
+            raise CallError(f"{what}: timed out")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def failures(what: str, deadline: Deadline) -> Iterator[None]:
+    """requests' errors as ``CallError``s that name ``what`` (their own messages hold the URL)."""
+    try:
+        yield
+    except requests.Timeout:
+        raise CallError(f"{what}: timed out") from None
+    except requests.RequestException as e:
+        if deadline.tripped:
+            raise CallError(f"{what}: timed out") from None
+        if isinstance(e, requests.ConnectionError):
+            raise CallError(f"{what}: could not connect") from None
+        raise CallError(f"{what}: the request failed ({type(e).__name__})") from None
 
 
 def call(
@@ -85,35 +201,31 @@ def call(
     """One call, following same-origin redirects (GET only); ``what`` names it in errors."""
     home = origin(url)
     data = orjson.dumps(body) if body is not None else None
-    try:
-        with session() as s:
-            for _ in range(MAX_REDIRECTS + 1):
-                with s.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=dict(headers or {}),
-                    auth=_NoNetrc(token),
-                    timeout=(TIMEOUT, TIMEOUT),
-                    allow_redirects=False,
-                    stream=True,
-                ) as response:
-                    if response.status_code in _REDIRECTS and method == "GET":
-                        url = urljoin(url, response.headers.get("Location", ""))
-                        if origin(url) != home:
-                            raise CallError(f"{what}: redirected to another host; not followed")
-                        continue
-                    raw = _read(response)
-                    status = response.status_code
-                break
-            else:
-                raise CallError(f"{what}: more than {MAX_REDIRECTS} redirects")
-    except requests.Timeout:
-        raise CallError(f"{what}: timed out") from None
-    except requests.ConnectionError:
-        raise CallError(f"{what}: could not connect") from None
-    except requests.RequestException as e:  # its message holds the URL: the type only
-        raise CallError(f"{what}: the request failed ({type(e).__name__})") from None
+    with Deadline(TIMEOUT) as deadline, failures(what, deadline), session() as s:
+        for _ in range(MAX_REDIRECTS + 1):
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise CallError(f"{what}: timed out")
+            with s.request(
+                method,
+                url,
+                data=data,
+                headers=dict(headers or {}),
+                auth=_NoNetrc(token),
+                timeout=(remaining, remaining),
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                if response.status_code in _REDIRECTS and method == "GET":
+                    url = urljoin(url, response.headers.get("Location", ""))
+                    if origin(url) != home:
+                        raise CallError(f"{what}: redirected to another host; not followed")
+                    continue
+                raw = read_capped(response, deadline, what)
+                status = response.status_code
+            break
+        else:
+            raise CallError(f"{what}: more than {MAX_REDIRECTS} redirects")
     try:
         doc = orjson.loads(raw) if raw.strip() else None
     except orjson.JSONDecodeError:

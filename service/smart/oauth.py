@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
 from .clients import SmartClient
-from .http import TIMEOUT, session
+from .http import TIMEOUT, CallError, Deadline, configure, failures, read_capped
 
 log = logging.getLogger("vcf_cds.smart")
 
@@ -53,18 +52,30 @@ class TokenError(Exception):
     """The token exchange failed; the message is safe to show (an OAuth error code, never a token)."""
 
 
-def _client(client: SmartClient, redirect_uri: str) -> OAuth2Session:
-    oauth = OAuth2Session(
+class _CappedOAuth2Session(OAuth2Session):  # type: ignore[misc]
+    """Authlib's session, reading each answer as the app's other calls do: up to MAX_BYTES, within
+    the Deadline of the call (Authlib itself would read the whole body, however large or slow)."""
+
+    def request(self, method: str, url: str, withhold_token: bool = False, auth: Any = None, **kwargs: Any) -> Any:
+        deadline: Deadline = self.deadline
+        kwargs.update(stream=True, timeout=(max(deadline.remaining(), 0.01),) * 2)
+        response = super().request(method, url, withhold_token, auth, **kwargs)
+        with response:
+            response._content = read_capped(response, deadline, "the EHR's token endpoint")
+            response._content_consumed = True
+        return response
+
+
+def _client(client: SmartClient, redirect_uri: str, deadline: Deadline | None = None) -> OAuth2Session:
+    oauth = _CappedOAuth2Session(
         client_id=client.client_id,
         client_secret=client.client_secret,
         token_endpoint_auth_method="client_secret_basic" if client.confidential else "none",
         redirect_uri=redirect_uri,
         code_challenge_method="S256",
     )
-    own = session()  # cookie and environment policy of the app's other calls
-    oauth.cookies.set_policy(own.cookies.get_policy())
-    oauth.trust_env = False
-    return oauth
+    oauth.deadline = deadline
+    return configure(oauth)  # cookie, environment and socket policy of the app's other calls
 
 
 def new_code_verifier() -> str:
@@ -93,24 +104,23 @@ def authorization_url(
 def exchange_code(
     client: SmartClient, endpoint: str, *, redirect_uri: str, code: str, code_verifier: str
 ) -> dict[str, Any]:
-    """The token response for ``code``; raises ``TokenError``."""
-    with _client(client, redirect_uri) as oauth:
-        try:
-            token = oauth.fetch_token(
-                endpoint,
-                grant_type="authorization_code",
-                code=code,
-                code_verifier=code_verifier,
-                redirect_uri=redirect_uri,
-                timeout=(TIMEOUT, TIMEOUT),
-                allow_redirects=False,
-            )
-        except OAuthError as e:  # the EHR's answer: its error code says enough (descriptions are free text)
-            raise TokenError(f"the EHR refused the authorization code ({e.error})") from None
-        except requests.Timeout:
-            raise TokenError("the EHR's token endpoint did not answer in time") from None
-        except ValueError:  # before RequestException: requests' JSONDecodeError is both
-            raise TokenError("the EHR's token endpoint did not answer with JSON") from None
-        except requests.RequestException as e:
-            raise TokenError(f"the EHR's token endpoint could not be reached ({type(e).__name__})") from None
+    """The token response for ``code``, within TIMEOUT seconds in all; raises ``TokenError``."""
+    what = "the EHR's token endpoint"
+    try:
+        with Deadline(TIMEOUT) as deadline, failures(what, deadline), _client(client, redirect_uri, deadline) as oauth:
+            try:
+                token = oauth.fetch_token(
+                    endpoint,
+                    grant_type="authorization_code",
+                    code=code,
+                    code_verifier=code_verifier,
+                    redirect_uri=redirect_uri,
+                    allow_redirects=False,
+                )
+            except OAuthError as e:  # the EHR's answer: its error code says enough (descriptions are free text)
+                raise TokenError(f"the EHR refused the authorization code ({e.error})") from None
+            except ValueError:  # before failures(): requests' JSONDecodeError is also a RequestException
+                raise TokenError(f"{what} did not answer with JSON") from None
+    except CallError as e:
+        raise TokenError(str(e)) from None
     return dict(token)

@@ -1,8 +1,10 @@
 """Launches and sessions of the SMART app, in the database (every worker and replica sees them).
 
 The browser holds random values; rows are keyed by their SHA-256, so a copy of the table cannot be
-used as a cookie or a state. A launch is consumed (deleted) by its callback whatever happens next:
-a ``state`` works once. A session ends with its access token.
+used as a cookie or a state. A launch is consumed (deleted) by a callback from the browser that
+started it, whatever happens next: a ``state`` works once; another browser cannot burn it. A session
+ends with its access token, or when the clinician signs out. Access tokens are stored as the EHR
+issued them (plain text): the database is as sensitive as the tokens it holds while they live.
 """
 
 from __future__ import annotations
@@ -12,11 +14,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from ..store.db import smart_launch, smart_session
 
 LAUNCH_SECONDS = 600  # time to sign in at the EHR
+# launches not yet called back; anyone can start one, so their rows are bounded (each lives 10 min)
+MAX_PENDING_LAUNCHES = 10_000
+
+
+class TooManyLaunchesError(Exception):
+    """MAX_PENDING_LAUNCHES launches are waiting for their callback: no new one now."""
 
 
 def digest(value: str) -> str:
@@ -51,6 +59,8 @@ class Session:
 def save_launch(engine: Engine, state: str, browser: str, launch: Launch, now: datetime) -> None:
     with engine.begin() as c:
         c.execute(delete(smart_launch).where(smart_launch.c.expires_at < now))
+        if c.execute(select(func.count()).select_from(smart_launch)).scalar_one() >= MAX_PENDING_LAUNCHES:
+            raise TooManyLaunchesError
         c.execute(
             insert(smart_launch).values(
                 state_hash=digest(state),
@@ -64,16 +74,16 @@ def save_launch(engine: Engine, state: str, browser: str, launch: Launch, now: d
 
 def take_launch(engine: Engine, state: str, browser: str | None, now: datetime) -> Launch | None:
     """The launch ``state`` started, deleted as it is read; None if unknown, used, expired or begun
-    in another browser."""
+    in another browser (whose launch is left alone: only its own browser can use or spend it)."""
     key = digest(state)
     with engine.begin() as c:
         row = c.execute(select(smart_launch).where(smart_launch.c.state_hash == key)).first()
-        if row is None:
+        if row is None or browser is None or not secrets.compare_digest(row.browser_hash, digest(browser)):
             return None
         # two callbacks racing with the same state: only the one whose delete removes the row goes on
         if c.execute(delete(smart_launch).where(smart_launch.c.state_hash == key)).rowcount != 1:
             return None
-    if row.expires_at < now or browser is None or not secrets.compare_digest(row.browser_hash, digest(browser)):
+    if row.expires_at < now:
         return None
     return Launch(row.iss, row.code_verifier)
 

@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from ..decide import Assessment
 from ..decide import thresholds as T
 from ..decide.facts import VERTEBRAE, Facts, Span
+from . import words
 from .evidence import when as resource_date
 
 LANES = ("Fracture", "Exam & imaging", "Labs", "Bone health", "Decision")
@@ -37,11 +38,12 @@ BANDS = (  # (days after onset, label, line dash)
     (T.CHRONIC.value, "52 weeks", "longdash"),
 )
 PAIN_LINES = (  # (threshold, label, dash)
-    (T.PAIN_MIN.value, f"NRS {T.PAIN_MIN.value:g}: LCD minimum", "dot"),
+    (T.PAIN_MIN.value, f"NRS {T.PAIN_MIN.value:g}: minimum for augmentation", "dot"),
     (T.PAIN_SEVERE.value, f"NRS {T.PAIN_SEVERE.value:g}: severe (VAPOUR)", "dash"),
     (T.PAIN_HOSPITALISED.value, f"NRS {T.PAIN_HOSPITALISED.value:g}: hospitalised", "longdash"),
 )
 INK = "#1f2937"
+BAND_LABEL_STEP = 18  # px between the rows of band labels above the chart
 FONT = {"family": "system-ui, sans-serif", "size": 13, "color": INK}
 
 
@@ -51,17 +53,33 @@ def _levels(spans: tuple[Span, ...]) -> str:
     return ", ".join(VERTEBRAE[a] if a == b else f"{VERTEBRAE[a]}–{VERTEBRAE[b]}" for a, b in spans)
 
 
-def _lane(fig: go.Figure, lane: str, points: list[tuple[Any, str]], symbol: str, name: str) -> None:
+TEXT_POSITIONS = ("top center", "bottom center", "top right", "bottom right")
+
+
+def _lane(
+    fig: go.Figure,
+    lane: str,
+    points: list[tuple[Any, str]],
+    symbol: str,
+    name: str,
+    placed: dict[str, int] | None = None,
+    position: str | None = None,
+) -> None:
+    """``placed`` counts the labels already in each lane: positions cycle across the lane's traces,
+    so two kinds of mark on one day (a DXA and a therapy start) do not print over each other."""
     if not points:
         return
+    first = 0 if placed is None else placed.get(lane, 0)
+    if placed is not None:
+        placed[lane] = first + len(points)
+    positions = [position or TEXT_POSITIONS[(first + n) % len(TEXT_POSITIONS)] for n in range(len(points))]
     fig.add_trace(
         go.Scatter(
             x=[p[0] for p in points],
             y=[lane] * len(points),
             text=[p[1] for p in points],
             mode="markers+text",
-            # alternate above and below: findings recorded together must not print over each other
-            textposition=["top center" if n % 2 == 0 else "bottom center" for n in range(len(points))],
+            textposition=positions,
             marker={"symbol": symbol, "size": 12, "color": INK, "line": {"width": 1.5, "color": INK}},
             name=name,
             hovertemplate="%{x|%Y-%m-%d}: %{text}<extra></extra>",
@@ -76,6 +94,7 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.45, 0.55], vertical_spacing=0.06)
     now = facts.now
     dates: list[date] = [now.date()]
+    placed: dict[str, int] = {}
 
     pain = facts.readings.get("pain", ())
     if pain:
@@ -107,7 +126,7 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
         )
 
     onsets = [(f.onset, f"Onset, {_levels(f.levels)} ({f.kind})") for f in facts.fractures if f.onset]
-    _lane(fig, "Fracture", onsets, "x-thin-open", "Fracture onset")
+    _lane(fig, "Fracture", onsets, "x-thin-open", "Fracture onset", placed)
     dates += [d.date() for d, _ in onsets]
 
     present: list[tuple[Any, str]] = []
@@ -126,35 +145,34 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
                 measured.append((f.when, f"{name} {f.value:g}{unit}"))
             elif f.present is not None:
                 (present if f.present else absent).append((f.when, f"{name}: {'present' if f.present else 'absent'}"))
-    _lane(fig, "Exam & imaging", present, "circle", "Finding present")
-    _lane(fig, "Exam & imaging", absent, "circle-open", "Finding absent")
-    _lane(fig, "Exam & imaging", measured, "square-open", "Finding measured")
+    _lane(fig, "Exam & imaging", present, "circle", "Finding present", placed)
+    _lane(fig, "Exam & imaging", absent, "circle-open", "Finding absent", placed)
+    _lane(fig, "Exam & imaging", measured, "square-open", "Finding measured", placed)
 
     labs = [(r.when, f"INR {r.value:g}") for r in facts.readings.get("inr", ())]
     labs += [(r.when, f"Platelets {r.value:g}") for r in facts.readings.get("platelets", ())]
-    _lane(fig, "Labs", labs, "triangle-up-open", "Lab")
+    _lane(fig, "Labs", labs, "triangle-up-open", "Lab", placed)
     dates += [w.date() for w, _ in labs]
 
     dxa = [(r.when, f"DXA T-score {r.value:g}") for r in facts.readings.get("dxa-tscore", ())]
-    _lane(fig, "Bone health", dxa, "star-open", "DXA")
+    _lane(fig, "Bone health", dxa, "star-open", "DXA", placed)
     dates += [w.date() for w, _ in dxa]
     therapy = []
     for ref in facts.refs("osteoporosis-therapy"):
         resource = resources.get(ref, {})
         day = resource_date(resource)
         therapy.append((day or now.date().isoformat(), "Osteoporosis therapy" + ("" if day else " (undated)")))
-    _lane(fig, "Bone health", therapy, "hexagon-open", "Osteoporosis therapy")
+    _lane(fig, "Bone health", therapy, "hexagon-open", "Osteoporosis therapy", placed)
 
-    decision = f"Row {assessment.row}: {assessment.recommendation}"
-    if assessment.procedure:
-        decision += f" ({assessment.procedure})"
-    _lane(fig, "Decision", [(now, decision)], "diamond", "Decision")
+    # at today, the right edge: its label reads leftwards, inside the chart
+    _lane(fig, "Decision", [(now, words.decision(assessment))], "diamond", "Decision", position="top left")
 
     start = min(dates) - timedelta(days=14)
     end = now.date() + timedelta(days=21)
     newest = max((f.onset.date() for f in facts.fractures if f.onset), default=None)
     if newest is not None:
-        for days, label, dash in BANDS:
+        # one row of labels above the chart per band: 3 and 6 weeks are days apart on a year's axis
+        for row, (days, label, dash) in enumerate(BANDS):
             edge = newest + timedelta(days=days)
             fig.add_vrect(
                 x0=newest, x1=edge, fillcolor="#9ca3af", opacity=0.08, line_width=0, layer="below", row="all", col=1
@@ -168,15 +186,27 @@ def figure(facts: Facts, assessment: Assessment, resources: Mapping[str, Mapping
                     showarrow=False,
                     xanchor="right",
                     yanchor="bottom",
+                    yshift=BAND_LABEL_STEP * row,
                     font=FONT,
                 )
                 continue
             fig.add_vline(x=edge, row="all", col=1, line_dash=dash, line_width=1, line_color="#6b7280")
-            fig.add_annotation(x=edge, y=1.0, yref="paper", text=label, showarrow=False, yanchor="bottom", font=FONT)
+            fig.add_annotation(
+                x=edge,
+                y=1.0,
+                yref="paper",
+                text=label,
+                showarrow=False,
+                # near the right edge a centred label would be cut: it ends at its line instead
+                xanchor="right" if edge > now.date() - timedelta(days=60) else "center",
+                yanchor="bottom",
+                yshift=BAND_LABEL_STEP * row,
+                font=FONT,
+            )
 
     fig.update_layout(
         height=620,
-        margin={"l": 120, "r": 30, "t": 40, "b": 40},
+        margin={"l": 120, "r": 40, "t": 30 + BAND_LABEL_STEP * len(BANDS), "b": 40},
         font=FONT,
         showlegend=True,
         legend={"orientation": "h", "y": -0.08},

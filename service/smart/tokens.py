@@ -1,14 +1,15 @@
 """The EHR's token response → a session: what the app keeps, and what it refuses.
 
-The id_token comes straight from the token endpoint over the connection the app opened, so its
-issuer is the one the app asked (OpenID Connect Core 3.1.3.7: TLS may stand in for the signature
-there); its audience and expiry are still checked. Only ``fhirUser`` is read from it.
+``fhirUser`` becomes the performer of every finding the clinician records, so the id_token it comes
+from is verified in full: signed (an asymmetric algorithm, never ``none`` nor HMAC) by a key of the
+EHR's ``jwks_uri``, issued by the EHR (its discovered ``issuer``, else the registered ``iss``), for
+this client, not expired. A token response without a verifiable id_token starts no session.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,29 +26,55 @@ FHIR_USER = re.compile(
 )
 DEFAULT_LIFETIME = 3600  # when the EHR does not say (expires_in is RECOMMENDED only)
 MAX_LIFETIME = 12 * 3600
+SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+LEEWAY = 60  # seconds of clock difference with the EHR
 
 
-def fhir_user(token: Mapping[str, Any], client: SmartClient, now: datetime) -> str | None:
-    """``fhirUser`` from the id_token (or the token response), as a reference usable as a performer."""
-    claims: Mapping[str, Any] = {}
-    id_token = token.get("id_token")
-    if isinstance(id_token, str):
+def id_token_claims(
+    id_token: object, client: SmartClient, issuer: str, keys: Sequence[Mapping[str, Any]], now: datetime
+) -> Mapping[str, Any]:
+    """The verified claims of the EHR's id_token; raises ``TokenError`` (never trusting it unverified)."""
+    if not isinstance(id_token, str) or not id_token:
+        raise TokenError("the EHR sent no id_token (the app asks for openid and fhirUser to know who records)")
+    try:
+        header = jwt.get_unverified_header(id_token)
+    except jwt.PyJWTError:
+        raise TokenError("the EHR's id_token is not a JWT") from None
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in SIGNING_ALGORITHMS:
+        raise TokenError("the EHR's id_token is not signed with an asymmetric algorithm")
+    candidates = [k for k in keys if (kid is None or k.get("kid") == kid) and k.get("use", "sig") == "sig"]
+    for jwk in candidates:
         try:
-            claims = jwt.decode(
+            key = jwt.PyJWK(dict(jwk), algorithm=str(alg))
+            claims: dict[str, Any] = jwt.decode(
                 id_token,
-                options={"verify_signature": False, "verify_exp": False, "verify_aud": False},
-                algorithms=["RS256", "RS384", "ES256", "ES384"],
+                key.key,
+                algorithms=[str(alg)],
+                audience=client.client_id,
+                issuer=issuer,
+                options={"verify_exp": False, "require": ["iss", "aud", "exp"]},
             )
+        except jwt.InvalidSignatureError:
+            continue
+        except (jwt.PyJWKError, jwt.InvalidKeyError):
+            continue  # a key of another type or algorithm
+        except jwt.InvalidAudienceError:
+            raise TokenError("the EHR's id_token is for another client") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError("the EHR's id_token was issued by another server than this EHR") from None
         except jwt.PyJWTError:
-            raise TokenError("the EHR's id_token is not a JWT") from None
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if client.client_id not in audiences:
-            raise TokenError("the EHR's id_token is for another client")
+            raise TokenError("the EHR's id_token is not valid") from None
         exp = claims.get("exp")
-        if isinstance(exp, int | float) and exp < now.timestamp() - 60:
+        if not isinstance(exp, int | float) or exp < now.timestamp() - LEEWAY:
             raise TokenError("the EHR's id_token has expired")
-    user = claims.get("fhirUser") or token.get("fhirUser")
+        return claims
+    raise TokenError("the EHR's id_token is not signed by a key the EHR publishes (jwks_uri)")
+
+
+def fhir_user(claims: Mapping[str, Any], client: SmartClient) -> str | None:
+    """``fhirUser`` from the verified id_token, as a reference usable as a performer."""
+    user = claims.get("fhirUser")
     if not isinstance(user, str) or not FHIR_USER.fullmatch(user):
         return None
     base = client.iss + "/"
@@ -55,7 +82,13 @@ def fhir_user(token: Mapping[str, Any], client: SmartClient, now: datetime) -> s
 
 
 def session_from_token(
-    token: Mapping[str, Any], client: SmartClient, now: datetime, app_context: str | None = None
+    token: Mapping[str, Any],
+    client: SmartClient,
+    now: datetime,
+    *,
+    issuer: str,
+    keys: Sequence[Mapping[str, Any]],
+    app_context: str | None = None,
 ) -> Session:
     access = token.get("access_token")
     if not isinstance(access, str) or not TOKEN_CHARS.fullmatch(access):
@@ -69,10 +102,11 @@ def session_from_token(
     lifetime = token.get("expires_in")
     seconds = int(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else DEFAULT_LIFETIME
     context = token.get("appContext")
+    claims = id_token_claims(token.get("id_token"), client, issuer, keys, now)
     return Session(
         iss=client.iss,
         patient_id=patient,
-        fhir_user=fhir_user(token, client, now),
+        fhir_user=fhir_user(claims, client),
         access_token=access,
         scope=scope if isinstance(scope, str) else "",
         app_context=context[:256] if isinstance(context, str) and context else app_context,

@@ -30,13 +30,24 @@ from ..store.db import audit_log
 from . import findings as F
 from .assess import assess
 from .clients import SmartClient, normal_iss
-from .discovery import Discovery, DiscoveryError
+from .discovery import Discovery, DiscoveryError, SmartConfiguration, signing_keys
 from .evidence import describe, index
 from .http import CallError, call
 from .oauth import TokenError, authorization_url, exchange_code, may_create_observations, new_code_verifier
-from .store import Launch, Session, load_session, new_secret, save_launch, save_session, take_launch
+from .store import (
+    Launch,
+    Session,
+    TooManyLaunchesError,
+    end_session,
+    load_session,
+    new_secret,
+    save_launch,
+    save_session,
+    take_launch,
+)
 from .timeline import figure, figure_json
 from .tokens import session_from_token
+from .words import banner, decision
 
 log = logging.getLogger("vcf_cds.smart")
 
@@ -44,6 +55,8 @@ HERE = Path(__file__).resolve().parent
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 bp = Blueprint("smart", __name__, url_prefix="/app", template_folder="templates", static_folder="static")
 
+# Off loopback the cookies are ``__Host-`` cookies (Secure, Path=/, no Domain): a sibling subdomain or
+# a plain-http page of the same host cannot plant one, so nobody can bind their sign-in to a victim
 SESSION_COOKIE = "vcf_cds_smart"
 LAUNCH_COOKIE = "vcf_cds_smart_launch"
 MAX_PARAM = 2048
@@ -85,13 +98,22 @@ class SmartApp:
     discovery: Discovery
     fetch: FhirClient
 
-    @property
-    def redirect_uri(self) -> str:
-        return f"{self.public_url}/app/callback"
+    def redirect_uri(self, client: SmartClient) -> str:
+        return f"{self.public_url}/app/callback" + (f"/{client.slug}" if client.slug else "")
+
+    def by_slug(self, slug: str | None) -> SmartClient | None:
+        return next((c for c in self.clients.values() if c.slug == slug), None)
 
     @property
     def secure_cookies(self) -> bool:
         return urlsplit(self.public_url).scheme == "https"
+
+    def cookie_name(self, name: str) -> str:
+        return f"__Host-{name}" if self.secure_cookies else name
+
+    @property
+    def cookie_path(self) -> str:
+        return "/" if self.secure_cookies else "/app/"
 
 
 def smart() -> SmartApp:
@@ -134,9 +156,25 @@ def redirect(location: str, status: int) -> Response:
 
 
 def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
+    app = smart()
     response.set_cookie(
-        name, value, max_age=max_age, path="/app/", httponly=True, samesite="Lax", secure=smart().secure_cookies
+        app.cookie_name(name),
+        value,
+        max_age=max_age,
+        path=app.cookie_path,
+        httponly=True,
+        samesite="Lax",
+        secure=app.secure_cookies,
     )
+
+
+def _read_cookie(name: str) -> str | None:
+    return request.cookies.get(smart().cookie_name(name))
+
+
+def _forget_cookie(response: Response, name: str) -> None:
+    app = smart()
+    response.delete_cookie(app.cookie_name(name), path=app.cookie_path, secure=app.secure_cookies, httponly=True)
 
 
 @bp.get("/launch")
@@ -160,13 +198,17 @@ def launch() -> Response:
     except DiscoveryError as e:
         log.warning("SMART discovery failed: %s", e)
         return message(502, "Cannot launch", f"The EHR's SMART configuration cannot be used: {e}.")
-    state, verifier = new_secret(), new_code_verifier()
-    browser = request.cookies.get(LAUNCH_COOKIE) or new_secret()
-    save_launch(app_state().database.engine, state, browser, Launch(client.iss, verifier), now())
+    # the browser's binding is always a new value of ours: one planted in the browser is never taken
+    state, verifier, browser = new_secret(), new_code_verifier(), new_secret()
+    try:
+        save_launch(app_state().database.engine, state, browser, Launch(client.iss, verifier), now())
+    except TooManyLaunchesError:
+        log.warning("SMART launch refused: too many launches waiting for their callback")
+        return message(503, "Too many sign-ins", "Too many sign-ins are in progress right now. Try again in a minute.")
     url = authorization_url(
         client,
         configuration.authorization_endpoint,
-        redirect_uri=smart().redirect_uri,
+        redirect_uri=smart().redirect_uri(client),
         state=state,
         code_verifier=verifier,
         launch=launch_param,
@@ -197,12 +239,29 @@ def _card_patient_matches(app_context: str | None, patient_id: str) -> bool | No
     return hmac.compare_digest(row.patient_hash, key.hash(patient_id))
 
 
-@bp.get("/callback")
-def callback() -> Response:
+def _issuer(client: SmartClient, configuration: SmartConfiguration) -> str:
+    return configuration.issuer or client.iss
+
+
+def _iss_parameter_refusal(client: SmartClient, configuration: SmartConfiguration) -> str | None:
+    """RFC 9207: the authorization server names itself in its answer; checked when present, required
+    when its discovery says it sends it."""
+    iss = request.args.get("iss")
+    if iss is None:
+        return "it does not name its issuer (iss)" if configuration.iss_parameter_required else None
+    if normal_iss(iss) != normal_iss(_issuer(client, configuration)):
+        return "it names another issuer (iss) than the EHR this sign-in was started with"
+    return None
+
+
+@bp.get("/callback", defaults={"slug": None})
+@bp.get("/callback/<slug>")
+def callback(slug: str | None) -> Response:
+    here = smart().by_slug(slug)  # the EHR whose redirect URI this is
+    if here is None:
+        return message(404, "Sign-in not valid", "This address is no EHR's redirect URI. Nothing was stored.")
     state = request.args.get("state", "")
-    taken = (
-        take_launch(app_state().database.engine, state, request.cookies.get(LAUNCH_COOKIE), now()) if state else None
-    )
+    taken = take_launch(app_state().database.engine, state, _read_cookie(LAUNCH_COOKIE), now()) if state else None
     if taken is None:
         log.info("SMART callback refused: state unknown, used, expired or from another browser")
         return message(
@@ -210,6 +269,11 @@ def callback() -> Response:
             "Sign-in not valid",
             "This sign-in answer does not belong to a launch of this browser: its state is unknown, expired or "
             "already used. Nothing was stored.",
+        )
+    if taken.iss != here.iss:
+        log.warning("SMART callback refused: an answer for one EHR's launch came to another EHR's redirect URI")
+        return message(
+            400, "Sign-in not valid", "This sign-in answer came back for another EHR than the one it was started with."
         )
     client = smart().clients.get(taken.iss)
     if "error" in request.args or client is None:
@@ -221,14 +285,21 @@ def callback() -> Response:
         return message(400, "Sign-in not valid", "The EHR's answer carries no authorization code.")
     try:
         configuration = smart().discovery(client.iss)
+        refusal = _iss_parameter_refusal(client, configuration)
+        if refusal:
+            log.warning("SMART callback refused: %s", refusal)
+            return message(
+                400, "Sign-in not valid", f"The sign-in answer cannot be used: {refusal}. Nothing was stored."
+            )
         token = exchange_code(
             client,
             configuration.token_endpoint,
-            redirect_uri=smart().redirect_uri,
+            redirect_uri=smart().redirect_uri(client),
             code=code,
             code_verifier=taken.code_verifier,
         )
-        session = session_from_token(token, client, now())
+        keys = signing_keys(configuration)
+        session = session_from_token(token, client, now(), issuer=_issuer(client, configuration), keys=keys)
     except (DiscoveryError, TokenError) as e:
         log.warning("SMART token exchange failed: %s", e)
         return message(400, "Sign-in failed", f"Sign-in failed: {e}. Nothing was stored.")
@@ -243,13 +314,13 @@ def callback() -> Response:
     cookie = save_session(app_state().database.engine, session, now())
     response = redirect("/app/", 303)
     _cookie(response, SESSION_COOKIE, cookie, int((session.expires_at - now()).total_seconds()))
-    response.delete_cookie(LAUNCH_COOKIE, path="/app/")
+    _forget_cookie(response, LAUNCH_COOKIE)
     log.info("SMART session started (%d s)", int((session.expires_at - now()).total_seconds()))
     return response
 
 
 def _session() -> Session | None:
-    return load_session(app_state().database.engine, request.cookies.get(SESSION_COOKIE), now())
+    return load_session(app_state().database.engine, _read_cookie(SESSION_COOKIE), now())
 
 
 def _assess(session: Session) -> HookResult | Response:
@@ -257,19 +328,6 @@ def _assess(session: Session) -> HookResult | Response:
         return assess(engine(), smart().fetch, session, now())
     except ServiceError as e:
         return message(e.status if e.status < 500 else 502, "Cannot assess", e.diagnostics)
-
-
-def _patient_name(result: HookResult) -> str:
-    patient = result.record.patient if result.record else {}
-    for name in patient.get("name") or []:
-        if isinstance(name, dict):
-            if isinstance(name.get("text"), str):
-                return str(name["text"])
-            given = " ".join(g for g in name.get("given") or [] if isinstance(g, str))
-            family = name.get("family") if isinstance(name.get("family"), str) else ""
-            if given or family:
-                return f"{given} {family}".strip()
-    return "this patient"
 
 
 @bp.get("/")
@@ -291,8 +349,9 @@ def _page_context(session: Session, result: HookResult) -> dict[str, Any]:
     a, facts = result.assessment, result.facts
     resources = index(result.record.resources if result.record else [])
     context: dict[str, Any] = {
-        "patient": _patient_name(result),
+        "banner": banner(result.record.patient if result.record else None),
         "assessment": a,
+        "decision": decision(a) if a is not None else None,
         "csrf": session.csrf_token,
         "can_write": may_create_observations(session.scope),
         "from_card": bool(session.app_context),
@@ -375,6 +434,20 @@ def record_finding() -> Response:
         )
     log.info("SMART finding recorded (%s)", form.code)
     return redirect(f"/app/?recorded={form.code}", 303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    session = _session()
+    if session is None:
+        return expired()
+    if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf_token):
+        return message(403, "Form expired", "This form does not belong to your session (CSRF check). Reload the page.")
+    end_session(app_state().database.engine, str(_read_cookie(SESSION_COOKIE)))
+    response = message(200, "Signed out", "The session has ended: the app no longer holds the EHR's access token.")
+    _forget_cookie(response, SESSION_COOKIE)
+    log.info("SMART session ended by the user")
+    return response
 
 
 @bp.get("/static/plotly.min.js")

@@ -8,7 +8,8 @@ PKCE), in front of a real FHIR server process (sekmet-fhir), both on loopback.
 - ``/token``: Authlib's authorization-code grant with ``CodeChallenge(required=True)``. The access
   token is one sekmet-fhir itself issued (client_credentials, HS256 JWT with the granted SMART v2
   scopes, which sekmet enforces), so the FHIR server accepts it and refuses what its scopes do not
-  cover. The response carries ``patient``, ``appContext`` and an RS256 ``id_token`` with ``fhirUser``.
+  cover. The response carries ``patient``, ``appContext`` and an RS256 ``id_token`` with ``fhirUser``,
+  signed by the key ``/jwks`` publishes (the discovery's ``jwks_uri``).
 - ``/fhir/…``: everything else is passed to sekmet-fhir, whose ``base_url`` is this address (its
   ``next`` links point here).
 """
@@ -47,6 +48,7 @@ CLINICIAN = "Practitioner/smart-clinician"
 LOADER_TOKEN = "smart-test-loader-token"  # sekmet's static bearer token, to load the records
 SEKMET_CLIENT, SEKMET_SECRET = "test-ehr", "test-ehr-secret-0123456789"
 STARTUP_SECONDS = 60
+KID = "test-ehr-1"
 
 
 def free_port() -> int:
@@ -164,6 +166,7 @@ def build_ehr_app(ehr: FakeEhr, redirect_uri: str) -> Flask:
             },
             key,
             algorithm="RS256",
+            headers={"kid": KID},
         )
         token.update(
             access_token=access,
@@ -211,9 +214,15 @@ def build_ehr_app(ehr: FakeEhr, redirect_uri: str) -> Flask:
 
     server.register_grant(CodeGrant, [CodeChallenge(required=True)])
 
+    @app.get("/jwks")
+    def jwks() -> Any:
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        return {"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]}
+
     @app.get("/fhir/.well-known/smart-configuration")
     def smart_configuration() -> Any:
         return {
+            "jwks_uri": f"{ehr.base}/jwks",
             "authorization_endpoint": f"{ehr.base}/authorize",
             "token_endpoint": f"{ehr.base}/token",
             "token_endpoint_auth_methods_supported": ["none"],

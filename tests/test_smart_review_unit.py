@@ -1,0 +1,200 @@
+"""Security review of the SMART app (issue 20), the parts that need no server. See
+tests/test_smart_review_attacks.py for the launch itself. ``xfail(strict=True)`` marks a finding."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jwt
+import pytest
+import responses
+
+from service.normalize.record import normalize
+from service.pipeline import Engine
+from service.smart.discovery import Discovery, DiscoveryError
+from service.smart.findings import FORMS, missing_findings, observation
+
+from support.clock import NOW
+from support.paths import FIXTURES
+
+ISS = "https://ehr.example.org/fhir/r4"
+ROW16 = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"
+
+
+@pytest.mark.parametrize("endpoint", ["token_endpoint", "authorization_endpoint"])
+def test_an_https_ehr_cannot_send_the_code_to_plain_http_on_the_services_own_loopback(
+    endpoint: str, fhir_mock: responses.RequestsMock
+) -> None:
+    """``https_or_loopback`` is the development allowance for a *loopback iss*; applied to the
+    endpoints of an https iss it lets a discovery document send the authorization code, the PKCE
+    verifier and a confidential client's secret over plain http to whatever listens on the
+    service's own loopback (SSRF). Expected: endpoints of an https iss are https."""
+    doc = {
+        "authorization_endpoint": "https://ehr.example.org/oauth2/authorize",
+        "token_endpoint": "https://ehr.example.org/oauth2/token",
+        "code_challenge_methods_supported": ["S256"],
+    }
+    doc[endpoint] = "http://127.0.0.1:6379/token"
+    fhir_mock.get(f"{ISS}/.well-known/smart-configuration", json=doc)
+    with pytest.raises(DiscoveryError, match=endpoint):
+        Discovery()(ISS)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f.code)
+def test_every_recordable_finding_is_read_back_and_its_form_goes_away(engine: Engine, form: object) -> None:
+    """What the app writes for each of the four forms is read by the hooks' own normalize, and the
+    form is no longer offered for the record that contains it (tests/test_smart_unit.py checks
+    marrow edema only)."""
+    from service.smart.findings import FindingForm
+
+    assert isinstance(form, FindingForm)
+    doc = json.loads(ROW16.read_text())
+    request = doc["request"]
+    value: bool | float = 25.0 if form.quantity else True
+    written = {
+        **observation(form, value, patient_id="pv45", performer="Practitioner/x", when=NOW, body_site=None),
+        "id": f"new-{form.code}",
+    }
+    result = engine.evaluate("vcf-patient-view", request, now=NOW, new_uuid=lambda: "u", fetch=None)
+    assert result.record is not None and result.assessment is not None and result.facts is not None
+    assert form in missing_findings(result.assessment, result.facts)
+    facts = normalize(
+        result.record.patient, [*result.record.resources, written], terminology=engine.terminology, now=NOW
+    )
+    read = facts.findings.get(form.code) or ()
+    assert [f.ref for f in read] == [f"Observation/new-{form.code}"]
+    assert (read[0].value == 25.0) if form.quantity else (read[0].present is True)
+
+
+# ---------------------------------------------------------------------------------------------- fixes
+
+
+def test_annotation_units_are_not_shown() -> None:
+    from service.smart.evidence import value
+    from service.smart.words import unit
+
+    assert unit("{score}") == "" and unit("mg{total}") == "mg" and unit("%") == "%" and unit(None) == ""
+    pain = {"valueQuantity": {"value": 7, "unit": "{score}", "system": "http://unitsofmeasure.org"}}
+    assert value(pain) == "7"
+
+
+def test_banner_names_the_patient_with_birth_date_sex_and_identifier() -> None:
+    from service.smart.words import banner
+
+    patient = {
+        "name": [{"use": "maiden", "family": "Old"}, {"use": "official", "given": ["Ana", "M"], "family": "Ruiz"}],
+        "birthDate": "1950-01-02",
+        "gender": "female",
+        "identifier": [
+            {"system": "urn:x", "value": "ssn-like"},
+            {"use": "usual", "type": {"text": "MRN"}, "value": "12345"},
+        ],
+    }
+    assert str(banner(patient)) == "Ana M Ruiz, born 1950-01-02, female, MRN 12345"
+    assert str(banner({})) == "Name not recorded"
+
+
+def _app(engine: Engine, tmp_path: Any, clients: list[dict[str, Any]], public: str = "https://cds.example.org") -> Any:
+    from service import create_app
+
+    path = tmp_path / "clients.json"
+    path.write_text(json.dumps({"clients": clients}))
+    return create_app(
+        {
+            "TESTING": True,
+            "ENGINE": engine,
+            "CLOCK": lambda: NOW,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "PUBLIC_URL": public,
+            "SMART_CLIENTS": str(path),
+        }
+    )
+
+
+TWO = [
+    {"iss": ISS, "client_id": "vcf", "slug": "one"},
+    {"iss": "https://other.example.net/fhir", "client_id": "vcf", "slug": "two"},
+]
+CONFIG = {
+    "authorization_endpoint": "https://ehr.example.org/oauth2/authorize",
+    "token_endpoint": "https://ehr.example.org/oauth2/token",
+    "code_challenge_methods_supported": ["S256"],
+}
+
+
+def _launch(client: Any) -> tuple[str, str]:
+    from urllib.parse import parse_qs, urlsplit
+
+    response = client.get(f"/app/launch?iss={ISS}")
+    assert response.status_code == 302
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    return query["state"][0], query["redirect_uri"][0]
+
+
+def test_each_ehr_has_its_own_redirect_uri_and_an_answer_at_another_ehrs_is_refused(
+    engine: Engine, tmp_path: Any, fhir_mock: responses.RequestsMock
+) -> None:
+    fhir_mock.get(f"{ISS}/.well-known/smart-configuration", json=CONFIG)
+    client = _app(engine, tmp_path, TWO).test_client()
+    state, redirect_uri = _launch(client)
+    assert redirect_uri == "https://cds.example.org/app/callback/one"
+    answer = client.get(f"/app/callback/two?state={state}&code=c")
+    assert answer.status_code == 400 and b"another EHR" in answer.data
+    assert client.get(f"/app/callback?state={state}&code=c").status_code == 404  # no slug-less EHR here
+    assert not [c for c in fhir_mock.calls if "token" in c.request.url]  # no code sent anywhere
+
+
+@pytest.mark.parametrize(
+    ("config", "iss", "why"),
+    [
+        ({}, "https://evil.example.net", b"another issuer"),
+        ({"authorization_response_iss_parameter_supported": True}, None, b"does not name its issuer"),
+        ({"issuer": "https://ehr.example.org/auth"}, ISS, b"another issuer"),
+    ],
+)
+def test_rfc9207_iss_in_the_answer_must_be_the_ehrs(
+    engine: Engine, tmp_path: Any, fhir_mock: responses.RequestsMock, config: Any, iss: str | None, why: bytes
+) -> None:
+    fhir_mock.get(f"{ISS}/.well-known/smart-configuration", json={**CONFIG, **config})
+    client = _app(engine, tmp_path, [{"iss": ISS, "client_id": "vcf"}]).test_client()
+    state, _ = _launch(client)
+    extra = f"&iss={iss}" if iss else ""
+    answer = client.get(f"/app/callback?state={state}&code=c{extra}")
+    assert answer.status_code == 400 and why in answer.data
+    assert not [c for c in fhir_mock.calls if "token" in c.request.url]
+
+
+def test_a_state_from_another_browser_does_not_burn_it(engine: Engine, tmp_path: Any) -> None:
+    from service.smart.store import Launch, save_launch, take_launch
+
+    app = _app(engine, tmp_path, [{"iss": ISS, "client_id": "vcf"}])
+    from service.state import app_state
+
+    db = app_state(app).database.engine
+    save_launch(db, "s", "mine", Launch(ISS, "v"), NOW)
+    assert take_launch(db, "s", "someone-else", NOW) is None
+    assert take_launch(db, "s", "mine", NOW) == Launch(ISS, "v")
+    assert take_launch(db, "s", "mine", NOW) is None  # once
+
+
+def test_pending_launches_are_capped(
+    engine: Engine, tmp_path: Any, fhir_mock: responses.RequestsMock, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("service.smart.store.MAX_PENDING_LAUNCHES", 2)
+    fhir_mock.get(f"{ISS}/.well-known/smart-configuration", json=CONFIG)
+    client = _app(engine, tmp_path, [{"iss": ISS, "client_id": "vcf"}]).test_client()
+    assert [client.get(f"/app/launch?iss={ISS}").status_code for _ in range(3)] == [302, 302, 503]
+
+
+def test_a_token_response_without_a_verifiable_id_token_starts_no_session() -> None:
+    from service.smart.clients import SmartClient
+    from service.smart.oauth import TokenError
+    from service.smart.tokens import session_from_token
+
+    token = {"access_token": "a", "token_type": "Bearer", "patient": "p1"}
+    with pytest.raises(TokenError, match="no id_token"):
+        session_from_token(token, SmartClient(ISS, "vcf"), NOW, issuer=ISS, keys=[])
+    hmac_signed = jwt.encode({"iss": ISS, "aud": "vcf", "exp": 2**40}, "k" * 32, algorithm="HS256")
+    with pytest.raises(TokenError, match="asymmetric"):
+        session_from_token({**token, "id_token": hmac_signed}, SmartClient(ISS, "vcf"), NOW, issuer=ISS, keys=[])
