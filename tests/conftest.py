@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -80,6 +81,21 @@ def fhir_mock() -> Iterator[responses.RequestsMock]:
         if os.environ.get("FHIR_IT_BASE"):
             mock.add_passthru(os.environ["FHIR_IT_BASE"])
         yield mock
+
+
+@pytest.fixture(autouse=True)
+def service_loggers_as_found() -> Iterator[None]:
+    """``vcf-cds serve`` run in-process configures the service's loggers (a handler on the stderr
+    pytest captured, no propagation): put them back, or later tests log into a closed stream and
+    their log assertions see nothing."""
+    names = ("vcf_cds", "alembic")
+    saved = [(logging.getLogger(n), list(logging.getLogger(n).handlers)) for n in names]
+    states = [(logger.level, logger.propagate) for logger, _ in saved]
+    yield
+    for (logger, handlers), (level, propagate) in zip(saved, states, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(autouse=True)
