@@ -355,3 +355,18 @@ def test_a_csrf_field_that_is_not_ascii_is_refused_not_a_500(
     client.set_cookie("__Host-vcf_cds_smart", cookie, path="/", secure=True)
     answer = client.post(path, data={"csrf": csrf, "finding": "point-tenderness", "value": "present"})
     assert answer.status_code == 403 and b"CSRF" in answer.data
+
+
+def test_only_the_first_few_matching_keys_of_a_jwks_are_tried() -> None:
+    """A registered EHR answering a 1 MiB JWK Set of P-521 keys all under the token's kid cost 3 s of
+    CPU per callback (each key built and tried): past MAX_KEYS_TRIED candidates, none is."""
+    from service.smart.clients import SmartClient
+    from service.smart.oauth import TokenError
+    from service.smart.tokens import MAX_KEYS_TRIED, id_token_claims
+
+    decoys = [_jwk(_rsa_key().public_key()) for _ in range(MAX_KEYS_TRIED)]
+    right = _jwk(SIGNING_KEY.public_key())
+    client = SmartClient(ISS, "vcf")
+    assert id_token_claims(_id_token(), client, ISS, [*decoys[:-1], right], NOW)["sub"] == "u"
+    with pytest.raises(TokenError, match="not signed by a key"):
+        id_token_claims(_id_token(), client, ISS, [*decoys, right], NOW)

@@ -28,6 +28,9 @@ DEFAULT_LIFETIME = 3600  # when the EHR does not say (expires_in is RECOMMENDED 
 MAX_LIFETIME = 12 * 3600
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 LEEWAY = 60  # seconds of clock difference with the EHR
+# An EHR publishes a few keys (the current one and the next); a JWK Set of thousands of P-521 keys
+# under one kid would cost seconds of CPU per sign-in, each tried in turn
+MAX_KEYS_TRIED = 8
 
 
 def id_token_claims(
@@ -47,7 +50,7 @@ def id_token_claims(
     candidates = [
         k for k in keys if (kid is None or k.get("kid") == kid) and k.get("use", "sig") == "sig" and "d" not in k
     ]
-    for jwk in candidates:
+    for jwk in candidates[:MAX_KEYS_TRIED]:
         try:
             key = jwt.PyJWK(dict(jwk), algorithm=str(alg))
             claims: dict[str, Any] = jwt.decode(
