@@ -198,3 +198,175 @@ def test_a_token_response_without_a_verifiable_id_token_starts_no_session() -> N
     hmac_signed = jwt.encode({"iss": ISS, "aud": "vcf", "exp": 2**40}, "k" * 32, algorithm="HS256")
     with pytest.raises(TokenError, match="asymmetric"):
         session_from_token({**token, "id_token": hmac_signed}, SmartClient(ISS, "vcf"), NOW, issuer=ISS, keys=[])
+
+
+# ---------------------------------------------------------------------------------------------- second review
+
+JWKS_URI = "https://ehr.example.org/oauth2/jwks"
+TOKEN_URI = CONFIG["token_endpoint"]
+
+
+def _rsa_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+SIGNING_KEY = _rsa_key()
+
+
+def _jwk(key: Any, **extra: Any) -> dict[str, Any]:
+    return {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key)), "kid": "k1", **extra}
+
+
+def _id_token(key: Any = SIGNING_KEY, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    body = {"iss": ISS, "sub": "u", "aud": "vcf", "exp": int(NOW.timestamp()) + 300, "fhirUser": "Practitioner/p1"}
+    header = {k: v for k, v in {"kid": "k1", **(headers or {})}.items() if v is not None}
+    if "kid" not in header:  # PyJWT adds none itself; None above means "no kid at all"
+        return jwt.encode({**body, **claims}, key, algorithm="RS256", headers=header or None)
+    return jwt.encode({**body, **claims}, key, algorithm="RS256", headers=header)
+
+
+def _token_response(**extra: Any) -> dict[str, Any]:
+    return {"access_token": "at", "token_type": "Bearer", "patient": "p1", "scope": "launch openid", **extra}
+
+
+def _callback(
+    engine: Engine,
+    tmp_path: Any,
+    fhir_mock: responses.RequestsMock,
+    token_body: str,
+    keys: list[dict[str, Any]] | None = None,
+) -> Any:
+    """A whole sign-in of one EHR whose token endpoint answers ``token_body``: the callback's answer."""
+    fhir_mock.get(f"{ISS}/.well-known/smart-configuration", json={**CONFIG, "jwks_uri": JWKS_URI})
+    fhir_mock.get(JWKS_URI, json={"keys": keys if keys is not None else [_jwk(SIGNING_KEY.public_key())]})
+    fhir_mock.post(TOKEN_URI, body=token_body, content_type="application/json")
+    client = _app(engine, tmp_path, [{"iss": ISS, "client_id": "vcf"}]).test_client()
+    state, _ = _launch(client)
+    return client.get(f"/app/callback?state={state}&code=c")
+
+
+def test_the_sign_in_of_the_review_harness_works(
+    engine: Engine, tmp_path: Any, fhir_mock: responses.RequestsMock
+) -> None:
+    answer = _callback(engine, tmp_path, fhir_mock, json.dumps(_token_response(id_token=_id_token())))
+    assert answer.status_code == 303 and answer.headers["Location"] == "/app/"
+
+
+@pytest.mark.parametrize("expires_in", ["1e400", "Infinity", "[1]", '{"s": 1}'])
+def test_a_malformed_expires_in_fails_the_sign_in_not_the_service(
+    engine: Engine, tmp_path: Any, fhir_mock: responses.RequestsMock, expires_in: str
+) -> None:
+    """``expires_in`` is parsed by Authlib (``int(expires_in)``) before the app sees the token: a number
+    too large for an int (JSON ``1e400`` is infinity in Python) or not a number at all was a 500."""
+    body = json.dumps(_token_response(id_token=_id_token())).replace('"scope"', f'"expires_in": {expires_in}, "scope"')
+    answer = _callback(engine, tmp_path, fhir_mock, body)
+    assert answer.status_code == 400 and b"Sign-in failed" in answer.data
+
+
+def test_a_jwks_publishing_a_private_key_is_not_used(
+    engine: Engine, tmp_path: Any, fhir_mock: responses.RequestsMock
+) -> None:
+    """A JWK Set carrying private key members (``d``): whoever reads it can sign id_tokens, so that
+    key proves nothing (PyJWT's verification with a private key object was an AttributeError: a 500)."""
+    leaked = _jwk(SIGNING_KEY)
+    assert "d" in leaked
+    answer = _callback(engine, tmp_path, fhir_mock, json.dumps(_token_response(id_token=_id_token())), [leaked])
+    assert answer.status_code == 400 and b"not signed by a key the EHR publishes" in answer.data
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"kid": "unknown"},
+        {"jku": "https://attacker.example/jwks"},
+        {"x5u": "https://attacker.example/cert.pem", "kid": None},
+        {"jwk": "inline"},
+    ],
+)
+def test_an_id_token_signed_by_a_key_the_ehr_does_not_publish_is_refused(headers: dict[str, Any]) -> None:
+    """Held: only the keys of the EHR's own jwks_uri count; ``jku``, ``x5u`` and ``jwk`` headers are
+    never followed, an unknown ``kid`` matches nothing."""
+    from service.smart.clients import SmartClient
+    from service.smart.oauth import TokenError
+    from service.smart.tokens import id_token_claims
+
+    attacker = _rsa_key()
+    published = [_jwk(SIGNING_KEY.public_key())]
+    inline = {"jwk": _jwk(attacker.public_key())} if "jwk" in headers else {}
+    token = _id_token(attacker, headers={**headers, **inline})
+    with pytest.raises(TokenError, match="not signed by a key the EHR publishes"):
+        id_token_claims(token, SmartClient(ISS, "vcf"), ISS, published, NOW)
+    # and a key of another type under the right kid is no key for RS256
+    ec = {"kty": "EC", "crv": "P-256", "kid": "k1", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x"}
+    with pytest.raises(TokenError, match="not signed by a key"):
+        id_token_claims(_id_token(), SmartClient(ISS, "vcf"), ISS, [ec], NOW)
+
+
+@pytest.mark.parametrize(
+    ("aud", "azp", "accepted"),
+    [
+        ("vcf", None, True),
+        (["vcf"], None, True),
+        (["vcf", "other-app"], "vcf", True),
+        (["vcf", "other-app"], None, False),
+        (["vcf", "other-app"], "other-app", False),
+        ("vcf", "other-app", False),
+        (["other-app"], "vcf", False),
+    ],
+)
+def test_an_id_token_for_several_audiences_names_this_client_as_its_authorized_party(
+    aud: Any, azp: str | None, accepted: bool
+) -> None:
+    """OpenID Connect Core 3.1.3.7 (3-5): extra audiences must be trusted, and ``azp``, when present
+    (and needed with several audiences), must be this client: a token issued to another app listing
+    this one among its audiences does not sign this app in."""
+    from service.smart.clients import SmartClient
+    from service.smart.oauth import TokenError
+    from service.smart.tokens import id_token_claims
+
+    claims = {"aud": aud} | ({"azp": azp} if azp else {})
+    token = _id_token(**claims)
+    keys = [_jwk(SIGNING_KEY.public_key())]
+    if accepted:
+        assert id_token_claims(token, SmartClient(ISS, "vcf"), ISS, keys, NOW)["aud"] == aud
+    else:
+        with pytest.raises(TokenError, match="another client"):
+            id_token_claims(token, SmartClient(ISS, "vcf"), ISS, keys, NOW)
+
+
+@pytest.mark.parametrize("path", ["/app/logout", "/app/findings"])
+@pytest.mark.parametrize("csrf", ["é", "\u202e", "x" * 5000])
+def test_a_csrf_field_that_is_not_ascii_is_refused_not_a_500(
+    engine: Engine, tmp_path: Any, path: str, csrf: str
+) -> None:
+    """``hmac.compare_digest`` raises TypeError for str with non-ASCII characters: a form field the
+    browser sends was a 500 for a signed-in clinician (any non-ASCII paste in a tampered form)."""
+    from datetime import timedelta
+
+    from service.smart.store import Session, save_session
+    from service.state import app_state
+
+    app = _app(engine, tmp_path, [{"iss": ISS, "client_id": "vcf"}])
+    session = Session(ISS, "p1", None, "at", "patient/Observation.c", None, "csrf-ok", NOW + timedelta(hours=1))
+    cookie = save_session(app_state(app).database.engine, session, NOW)
+    client = app.test_client()
+    client.set_cookie("__Host-vcf_cds_smart", cookie, path="/", secure=True)
+    answer = client.post(path, data={"csrf": csrf, "finding": "point-tenderness", "value": "present"})
+    assert answer.status_code == 403 and b"CSRF" in answer.data
+
+
+def test_only_the_first_few_matching_keys_of_a_jwks_are_tried() -> None:
+    """A registered EHR answering a 1 MiB JWK Set of P-521 keys all under the token's kid cost 3 s of
+    CPU per callback (each key built and tried): past MAX_KEYS_TRIED candidates, none is."""
+    from service.smart.clients import SmartClient
+    from service.smart.oauth import TokenError
+    from service.smart.tokens import MAX_KEYS_TRIED, id_token_claims
+
+    decoys = [_jwk(_rsa_key().public_key()) for _ in range(MAX_KEYS_TRIED)]
+    right = _jwk(SIGNING_KEY.public_key())
+    client = SmartClient(ISS, "vcf")
+    assert id_token_claims(_id_token(), client, ISS, [*decoys[:-1], right], NOW)["sub"] == "u"
+    with pytest.raises(TokenError, match="not signed by a key"):
+        id_token_claims(_id_token(), client, ISS, [*decoys, right], NOW)

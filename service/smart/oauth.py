@@ -121,6 +121,8 @@ def exchange_code(
                 raise TokenError(f"the EHR refused the authorization code ({e.error})") from None
             except ValueError:  # before failures(): requests' JSONDecodeError is also a RequestException
                 raise TokenError(f"{what} did not answer with JSON") from None
+            except (TypeError, OverflowError):  # Authlib's int(expires_in): a list, an object, 1e400
+                raise TokenError(f"{what} answered an expiry (expires_in) that is not a number of seconds") from None
     except CallError as e:
         raise TokenError(str(e)) from None
     return dict(token)

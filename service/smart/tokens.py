@@ -28,6 +28,9 @@ DEFAULT_LIFETIME = 3600  # when the EHR does not say (expires_in is RECOMMENDED 
 MAX_LIFETIME = 12 * 3600
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 LEEWAY = 60  # seconds of clock difference with the EHR
+# An EHR publishes a few keys (the current one and the next); a JWK Set of thousands of P-521 keys
+# under one kid would cost seconds of CPU per sign-in, each tried in turn
+MAX_KEYS_TRIED = 8
 
 
 def id_token_claims(
@@ -43,8 +46,11 @@ def id_token_claims(
     alg, kid = header.get("alg"), header.get("kid")
     if alg not in SIGNING_ALGORITHMS:
         raise TokenError("the EHR's id_token is not signed with an asymmetric algorithm")
-    candidates = [k for k in keys if (kid is None or k.get("kid") == kid) and k.get("use", "sig") == "sig"]
-    for jwk in candidates:
+    # a JWK with private members ("d") is a key anyone who read the JWK Set can sign with
+    candidates = [
+        k for k in keys if (kid is None or k.get("kid") == kid) and k.get("use", "sig") == "sig" and "d" not in k
+    ]
+    for jwk in candidates[:MAX_KEYS_TRIED]:
         try:
             key = jwt.PyJWK(dict(jwk), algorithm=str(alg))
             claims: dict[str, Any] = jwt.decode(
@@ -65,6 +71,11 @@ def id_token_claims(
             raise TokenError("the EHR's id_token was issued by another server than this EHR") from None
         except jwt.PyJWTError:
             raise TokenError("the EHR's id_token is not valid") from None
+        # OpenID Connect Core 3.1.3.7: a token issued to another client (its azp) that lists this one
+        # among several audiences does not sign this one in
+        azp, aud = claims.get("azp"), claims["aud"]
+        if (azp is not None and azp != client.client_id) or (azp is None and isinstance(aud, list) and len(aud) > 1):
+            raise TokenError("the EHR's id_token is for another client")
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp < now.timestamp() - LEEWAY:
             raise TokenError("the EHR's id_token has expired")

@@ -330,6 +330,11 @@ def _assess(session: Session) -> HookResult | Response:
         return message(e.status if e.status < 500 else 502, "Cannot assess", e.diagnostics)
 
 
+def _csrf_ok(session: Session) -> bool:
+    # as bytes: compare_digest refuses str with non-ASCII characters (a tampered form is a 403, not a 500)
+    return hmac.compare_digest(request.form.get("csrf", "").encode(), session.csrf_token.encode())
+
+
 @bp.get("/")
 def page() -> Response:
     session = _session()
@@ -382,7 +387,7 @@ def record_finding() -> Response:
     session = _session()
     if session is None:
         return expired()
-    if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf_token):
+    if not _csrf_ok(session):
         return message(403, "Form expired", "This form does not belong to your session (CSRF check). Reload the page.")
     form = F.BY_CODE.get(request.form.get("finding", ""))
     if form is None:
@@ -441,7 +446,7 @@ def logout() -> Response:
     session = _session()
     if session is None:
         return expired()
-    if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf_token):
+    if not _csrf_ok(session):
         return message(403, "Form expired", "This form does not belong to your session (CSRF check). Reload the page.")
     end_session(app_state().database.engine, str(_read_cookie(SESSION_COOKIE)))
     response = message(200, "Signed out", "The session has ended: the app no longer holds the EHR's access token.")
