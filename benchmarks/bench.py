@@ -71,17 +71,17 @@ END = "<!-- bench:end -->"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOPSIDED = 0.2  # a worker that did less than this share of the busiest one's CPU held no connection
 ROUND_ATTEMPTS = 4
-# the in-process path of one hook call, by stage: (stage, function, file)
+# the in-process path of one hook call, by stage: (stage, function, its module's path under service/)
 STAGES = (
-    ("read + parse body (orjson)", "read_json_body", "api.py"),
-    ("request schema (marshmallow)", "load_request", "schemas.py"),
-    ("gather (prefetch)", "gather", "gather.py"),
-    ("normalize: R4B validation", "validate", "validation.py"),
-    ("normalize: the rest", "normalize", "normalize.py"),
-    ("decide", "decide", "rules.py"),
-    ("render cards (incl. uuid4)", "cards_for", "render.py"),
-    ("serialise response (orjson)", "json_response", "api.py"),
-    ("audit row (commit before answering)", "_finish", "audit.py"),
+    ("read + parse body (orjson)", "read_json_body", "http/body.py"),
+    ("request schema (marshmallow)", "load_request", "http/schemas.py"),
+    ("gather (prefetch)", "gather", "gather/prefetch.py"),
+    ("normalize: R4B validation", "validate", "normalize/validation.py"),
+    ("normalize: the rest", "normalize", "normalize/record.py"),
+    ("decide", "decide", "decide/rules.py"),
+    ("render cards (incl. uuid4)", "cards_for", "render/cards.py"),
+    ("serialise response (orjson)", "json_response", "http/body.py"),
+    ("audit row (commit before answering)", "_finish", "http/audit.py"),
 )
 
 
@@ -251,7 +251,7 @@ def profile_stages(client: Any, body: bytes, name: str, args: argparse.Namespace
     by_function = {(fn, file): stage for stage, fn, file in STAGES}
 
     def walk(frame: Any, enclosing: str | None) -> None:
-        stage = by_function.get((frame.function, Path(frame.file_path or "").name))
+        stage = by_function.get((frame.function, "/".join(Path(frame.file_path or "").parts[-2:])))
         if stage and stage != enclosing:
             exclusive[stage] += frame.time
             if enclosing:

@@ -50,7 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         engine=engine,
         database=database,
         audit_key=AuditKey.from_setting(str(app.config["AUDIT_KEY"])),
-        # the rows of calls answered at the same moment share a transaction (groupcommit.py)
+        # the rows of calls answered at the same moment share a transaction (store/groupcommit.py)
         audit_writer=GroupCommit(database.engine.begin, insert_calls),
         auth=authenticator,
         fetch=fhirclient.client(app.config, authenticator, auth.caller_fhir_servers),

@@ -59,7 +59,7 @@ class UnsupportedMediaTypeError(ServiceError):
 
 class ServiceUnavailableError(ServiceError):
     """Cannot answer now: the database (audit, feedback) cannot take the write the answer depends on,
-    or a large body waited too long for its turn (body.py); retry later."""
+    or a large body waited too long for its turn (http/body.py); retry later."""
 
     status, issue_code = 503, "transient"
 

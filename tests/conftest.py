@@ -23,7 +23,7 @@ from support import examples  # noqa: F401  (loads the hypothesis profile before
 from support.apps import make_app
 from support.postgres import POSTGRES_URL
 
-# `pytest -m "not slow"` (about a minute) leaves these out; `bash scripts/test` runs everything.
+# `pytest -m "not slow" --no-cov` (about a minute) leaves these out; `bash scripts/test` runs everything.
 # End to end: real server processes, a browser, a wheel build, schemathesis, wrk, a FHIR server, a
 # misbehaving FHIR server on loopback; and the hypothesis property runs, the longest in-process tests.
 SLOW_MODULES = {
@@ -56,6 +56,10 @@ SLOW_TESTS = {
     "test_served_next_link_stays_under_the_callers_fhir_servers",
     "test_served_redirect_and_server_binding",
     "test_served_with_two_workers_one_token_is_accepted_once",
+    # hypothesis property runs in modules that are otherwise quick: each takes seconds
+    "test_every_id_decide_can_list_as_missing_has_words",
+    "test_cards_of_any_facts_have_safe_text_and_no_empty_values",
+    "test_no_request_leaves_for_an_origin_other_than_the_one_checked",
 }
 
 

@@ -1,7 +1,8 @@
 """FHIR-server fallback: fetch from ``fhirServer`` what the EHR did not prefetch.
 
-The only module that imports ``requests`` (tests/test_purity.py checks). ``init_app`` puts a
-``FhirClient`` — a ``Fetcher`` of gather/prefetch.py — as ``AppState.fetch``.
+One of the three outbound edges that import ``requests``, with auth/jwks.py and smart/http.py
+(tests/test_purity.py checks). ``client`` builds the app's ``FhirClient`` — a ``Fetcher`` of
+gather/prefetch.py — which ``create_app`` keeps as ``AppState.fetch``.
 
 An EHR's request is input, not trust, so:
 - ``fhirServer`` must be one the calling EHR may name (``server_permit``): under a prefix of
@@ -23,8 +24,8 @@ An EHR's request is input, not trust, so:
   not be reached, answered with an error (and what was wrong with the answer) — so a refused port,
   a silent one and a name that does not resolve read the same; the log says which.
 
-One module, over 350 lines, on purpose: every outbound request of the service goes through it, and
-the guarantees above hold only together (a split would let a caller use one part without the rest).
+One module, over 350 lines, on purpose: every read of a FHIR server goes through it (the SMART app's
+too), and the guarantees above hold only together (a split would let a caller use one part without the rest).
 """
 
 from __future__ import annotations

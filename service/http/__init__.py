@@ -1,10 +1,13 @@
 """Stage 1 and last: HTTP in and out (Flask blueprints, thin).
 
-In: a request to ``/cds-services``, its feedback, the viewer, ``/openapi.json`` or the operations
-endpoints. The modules here read and bound the body (``body``), answer CORS (``cors``), check the
-request envelope against the marshmallow schemas (``schemas``), hand the hook call to
-``service.pipeline.Engine`` and answer its cards as JSON. ``server`` runs all of it under gunicorn.
+In: a request to ``/cds-services``, its feedback, ``/openapi.json`` or the operations endpoints
+(``ops``). The modules here open and write the call's audit record (``audit``), answer CORS
+(``cors``), verify the caller's JWT (``auth``, deciding with ``service.auth``), read and bound the
+body (``body``), hand the hook call to ``service.pipeline.Engine`` (which checks the request envelope
+against the marshmallow schemas of ``schemas``) and answer its cards as JSON. ``proxies`` reads
+``X-Forwarded-*`` from trusted proxies; ``server`` runs all of it under gunicorn.
 
 Out: a JSON response. Errors: every ``service.errors.ServiceError`` leaves as one OperationOutcome
-shape (``errors``); nothing else here decides, fetches or stores.
+shape (``errors``). Nothing here decides or fetches, and the rows it hands on (audit, feedback) are
+written by ``service.store``.
 """

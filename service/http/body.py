@@ -121,7 +121,7 @@ def read_json_body(bound_nesting: bool = True) -> Any:
     """The body as JSON: 415 if not JSON, 413 over the limit, 408 when it arrives too slowly, 400 when
     malformed or, with ``bound_nesting``, nested deeper than ``MAX_JSON_DEPTH``.
 
-    Hook calls bound nesting where they recurse, in each resource they validate (validation.py):
+    Hook calls bound nesting where they recurse, in each resource they validate (normalize/validation.py):
     bounding the whole body would cost every call time for parts never read (benchmarks/RESULTS.md,
     "Measurements the code relies on")."""
     if incoming.mimetype not in JSON_TYPES:

@@ -44,7 +44,7 @@ AUTHENTICATION IS OFF (VCF_CDS_AUTH=off): /cds-services on {{bind}} accepts
 unauthenticated calls from anyone who can reach it. Never with real patient data.
 {RULE}"""
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the variable prometheus-client reads (see metrics.py)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the variable prometheus-client reads (see observe/metrics.py)
 GRACEFUL_SECONDS = 20  # docker stop waits 10 s by default: docker-compose.yml sets stop_grace_period 30s
 # settings newer gunicorn versions have and older ones lack: set only where known
 OPTIONAL = {"control_socket_disable"}

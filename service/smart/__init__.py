@@ -4,6 +4,13 @@ Off unless ``VCF_CDS_SMART_CLIENTS`` names a clients file: then no route exists 
 cards carry no ``smart`` link. On, it needs ``VCF_CDS_PUBLIC_URL`` (its redirect URIs are
 ``{VCF_CDS_PUBLIC_URL}/app/callback/{slug}``, one per EHR, see clients.py), https unless on
 loopback, where the session cookie can be ``Secure``.
+
+In: the clients file (each EHR's ``iss``, ``client_id`` and redirect slug), a browser launched from
+the EHR or from a card's link, the EHR's authorization answers and FHIR server. Out: HTML pages (the
+assessment ``Engine.evaluate`` makes for a hook call, with its timeline) and the findings a clinician
+records, created as Observations in the EHR; sessions are rows of the database (``store``). Errors:
+``SmartConfigError`` at start for a clients file or ``VCF_CDS_PUBLIC_URL`` the app cannot run with; in
+use, a refusal is an error page that names no token and no URL.
 """
 
 from __future__ import annotations
