@@ -19,14 +19,13 @@ from urllib.parse import urlsplit
 
 import plotly
 from flask import Blueprint, Flask, Response, current_app, render_template, request, send_file
-from sqlalchemy import select
 
 from ..errors import ServiceError
 from ..gather.fhirclient import FhirClient
 from ..pipeline import Engine, HookResult
 from ..render.cards import STATUS_TEXT
 from ..state import app_state
-from ..store.db import audit_log
+from ..store.audit import call_was_about
 from . import findings as F
 from .assess import assess
 from .clients import SmartClient, normal_iss
@@ -223,20 +222,10 @@ def launch() -> Response:
 
 def _card_patient_matches(app_context: str | None, patient_id: str) -> bool | None:
     """Whether the card that launched the app (its hookInstance, from the audit log) was about this
-    patient; None when that cannot be told (no such row, or another audit key made it)."""
+    patient; None when that cannot be told."""
     if not app_context:
         return None
-    key = app_state().audit_key
-    with app_state().database.engine.connect() as c:
-        row = c.execute(
-            select(audit_log.c.patient_hash, audit_log.c.key_id)
-            .where(audit_log.c.hook_instance == app_context)
-            .order_by(audit_log.c.id.desc())
-            .limit(1)
-        ).first()
-    if row is None or row.patient_hash is None or row.key_id != key.key_id:
-        return None
-    return hmac.compare_digest(row.patient_hash, key.hash(patient_id))
+    return call_was_about(app_state().database.engine, app_context, patient_id, app_state().audit_key)
 
 
 def _issuer(client: SmartClient, configuration: SmartConfiguration) -> str:

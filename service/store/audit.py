@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Engine, insert, select
 
 from ..render.issued import IssuedCard
 from .db import audit_log, issued_card, utcnow
@@ -102,3 +102,18 @@ def insert_calls(connection: Connection, calls: Sequence[CallRows]) -> list[int]
 # built once (the statement cache does the rest); a batch is one multi-row INSERT, ids in row order
 _INSERT_CALLS = insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True)
 _INSERT_CARD = insert(issued_card)
+
+
+def call_was_about(engine: Engine, hook_instance: str, patient_id: str, key: AuditKey) -> bool | None:
+    """Whether the latest audited call of ``hook_instance`` was about ``patient_id``; None when that
+    cannot be told (no such row, or another audit key made its hash)."""
+    with engine.connect() as c:
+        row = c.execute(
+            select(audit_log.c.patient_hash, audit_log.c.key_id)
+            .where(audit_log.c.hook_instance == hook_instance)
+            .order_by(audit_log.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None or row.patient_hash is None or row.key_id != key.key_id:
+        return None
+    return hmac.compare_digest(row.patient_hash, key.hash(patient_id))
