@@ -85,11 +85,11 @@ def test_the_walk_would_catch_a_violation() -> None:
 
 def test_only_the_outbound_edges_import_requests() -> None:
     # the FHIR client (gather's fallback), the JWKS fetcher of auth, and the SMART app's calls to the
-    # EHR (discovery, JWK Set, Observation create, and the sessions Authlib's token exchange uses):
-    # nothing else talks HTTP out
+    # EHR (discovery, JWK Set, Observation create, and the sessions Authlib's token exchange uses),
+    # and the watched-socket adapter the first and last share: nothing else talks HTTP out
     importers = sorted(
         str(path.relative_to(SERVICE))
         for path in SERVICE.rglob("*.py")
         if any(m == "requests" or m.startswith("requests.") for m in imports_of(path, "service"))
     )
-    assert importers == ["auth/jwks.py", "gather/fhirclient.py", "smart/http.py"]
+    assert importers == ["auth/jwks.py", "gather/fhirclient.py", "gather/watched.py", "smart/http.py"]

@@ -1,7 +1,8 @@
 """FHIR-server fallback: fetch from ``fhirServer`` what the EHR did not prefetch.
 
-One of the three outbound edges that import ``requests``, with auth/jwks.py and smart/http.py
-(tests/test_purity.py checks). ``client`` builds the app's ``FhirClient`` — a ``Fetcher`` of
+One of the outbound edges that import ``requests``, with auth/jwks.py, smart/http.py and
+gather/watched.py (the watched sockets and pools this module and smart/http.py share;
+tests/test_purity.py checks). ``client`` builds the app's ``FhirClient`` — a ``Fetcher`` of
 gather/prefetch.py — which ``create_app`` keeps as ``AppState.fetch``.
 
 An EHR's request is input, not trust, so:
@@ -30,7 +31,6 @@ too), and the guarantees above hold only together (a split would let a caller us
 
 from __future__ import annotations
 
-import contextlib
 import http.cookiejar
 import ipaddress
 import logging
@@ -50,7 +50,6 @@ import orjson
 import requests
 import urllib3
 from flask import Flask
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -58,6 +57,7 @@ from ..state import app_state
 from .egress import EgressRefusedError, Permit, connect, loopback_address
 from .origins import UrlRefusedError, check_url, under
 from .prefetch import FetchFailure, next_link
+from .watched import Adapter, SocketWatch
 
 if TYPE_CHECKING:
     from ..auth.verifier import Authenticator
@@ -94,50 +94,19 @@ class SearchError(Exception):
     """What was wrong with the FHIR server's answer. Shown to the EHR after ``ANSWERED``: no token, no URL."""
 
 
-class Cutoff:
+class Cutoff(SocketWatch):
     """The sockets one search is using, shut down when its hook call stops waiting for it.
 
     Every read has a timeout, but a server sending a byte just before each one expires (headers
     or body, with no Content-Length) never trips it. ``trip`` wakes such a read at once: it fails,
-    and the pool thread is free for the next call. The sockets are watched through duplicates of
-    their descriptors, so a socket closed and its number reused meanwhile is never touched.
+    and the pool thread is free for the next call.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watched: list[socket.socket] = []
-        self.tripped = False
+        super().__init__()
         # how far the current request got: what a cut-short search is reported as
         self.contacted = False
         self.answered = False
-
-    def watch(self, sock: socket.socket) -> None:
-        try:
-            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
-        except OSError:  # already closed: nothing to wake
-            return
-        with self._lock:
-            self._watched.append(duplicate)
-            if self.tripped:
-                _shut(duplicate)
-
-    def trip(self) -> None:
-        with self._lock:
-            self.tripped = True
-            for sock in self._watched:
-                _shut(sock)
-
-    def release(self) -> None:
-        """Close the duplicates (not the connections: they go back to the pool)."""
-        with self._lock:
-            for sock in self._watched:
-                sock.close()
-            self._watched.clear()
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # not connected any more
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 # .cutoff: the Cutoff of the search this pool thread is running; .permit: where it may connect
@@ -182,20 +151,6 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
     pass
-
-
-class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 def server_permit(
@@ -370,7 +325,9 @@ class FhirClient:
             # address check; a CA bundle named there is still used for TLS
             session.trust_env = False
             session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-            adapter = _Adapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+            adapter = Adapter(
+                _WatchedHTTPConnection, _WatchedHTTPSConnection, pool_connections=4, pool_maxsize=4, max_retries=0
+            )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             self._local.session = session

@@ -22,9 +22,9 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from ..gather.watched import Adapter, SocketWatch
 
 TIMEOUT = 10.0  # seconds for a whole call: connect, redirects, headers and body
 MAX_BYTES = 1024 * 1024  # a discovery document or an OperationOutcome: far below this
@@ -62,39 +62,17 @@ class _NoNetrc(requests.auth.AuthBase):
         return r
 
 
-class Deadline:
-    """The sockets one call opens, shut down when its deadline passes: a blocked read fails at once.
-
-    Watched through duplicates of their descriptors (closed on exit), so a socket closed and its
-    number reused meanwhile is never touched.
-    """
+class Deadline(SocketWatch):
+    """The sockets one call opens, shut down when its deadline passes: a blocked read fails at once."""
 
     def __init__(self, seconds: float):
+        super().__init__()
         self.at = time.monotonic() + seconds
-        self.tripped = False
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
         self._timer = threading.Timer(seconds, self.trip)
         self._timer.daemon = True
 
     def remaining(self) -> float:
         return self.at - time.monotonic()
-
-    def watch(self, sock: socket.socket) -> None:
-        try:
-            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
-        except OSError:
-            return
-        with self._lock:
-            self._socks.append(duplicate)
-            if self.tripped:
-                _shut(duplicate)
-
-    def trip(self) -> None:
-        with self._lock:
-            self.tripped = True
-            for sock in self._socks:
-                _shut(sock)
 
     def __enter__(self) -> Deadline:
         _current.deadline = self
@@ -104,15 +82,7 @@ class Deadline:
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
         _current.deadline = None
-        with self._lock:
-            for sock in self._socks:
-                sock.close()
-            self._socks.clear()
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        self.release()
 
 
 _current = threading.local()  # .deadline: the Deadline of the call this thread is making
@@ -131,26 +101,12 @@ class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
     pass
 
 
-class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
 def configure(s: requests.Session) -> requests.Session:
     """No cookies kept, nothing from the environment (proxies, netrc), sockets under the call's Deadline."""
     s.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     s.trust_env = False
-    s.mount("http://", _Adapter())
-    s.mount("https://", _Adapter())
+    s.mount("http://", Adapter(_WatchedHTTPConnection, _WatchedHTTPSConnection))
+    s.mount("https://", Adapter(_WatchedHTTPConnection, _WatchedHTTPSConnection))
     return s
 
 
