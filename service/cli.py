@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
+
+if TYPE_CHECKING:
+    from .store.db import Database
+
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,25 +110,11 @@ def run_migrate() -> int:
 
 
 def run_feedback_report(as_json: bool) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from .store.db import Database, display_url, has_schema
     from .store.feedback import feedback_report, format_report
 
-    url = str(settings_or_exit()["DATABASE_URL"])
-    database = None
-    try:
-        database = Database(url)
-        if not has_schema(database.engine):
-            print(f"{display_url(url)} holds no vcf-cds tables: is VCF_CDS_DATABASE_URL right?", file=sys.stderr)
-            return 1
-        report = feedback_report(database)
-    except SQLAlchemyError as e:
-        print(f"cannot read {display_url(url)}: {type(e).__name__}", file=sys.stderr)
+    report = _on_database("read", feedback_report)
+    if report is None:
         return 1
-    finally:
-        if database is not None:
-            database.engine.dispose()  # its pooled connections closed now, not whenever they are collected
     if as_json:
         sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -134,9 +125,7 @@ def run_feedback_report(as_json: bool) -> int:
 def run_prune_audit(days: int) -> int:
     from datetime import timedelta
 
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from .store.db import Database, display_url, has_schema, utcnow
+    from .store.db import utcnow
     from .store.retention import prune_audit
 
     if days < 1:
@@ -147,25 +136,37 @@ def run_prune_audit(days: int) -> int:
     except OverflowError:  # before the year 1: no calendar date to compare with
         print(f"vcf-cds prune-audit: --older-than {days} days reaches before the year 1", file=sys.stderr)
         return 2
+    pruned = _on_database("prune", lambda database: prune_audit(database.engine, before))
+    if pruned is None:
+        return 1
+    print(
+        f"deleted {pruned.audit_rows} audit rows, {pruned.issued_cards} issued cards and "
+        f"{pruned.feedback_items} feedback items older than {before.isoformat(timespec='seconds')}"
+    )
+    return 0
+
+
+def _on_database(verb: str, work: Callable[[Database], T]) -> T | None:
+    """``work`` on VCF_CDS_DATABASE_URL's database once its tables are found there; None (said on
+    stderr, ``verb`` naming what could not be done) if they are not, or the database fails."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .store.db import Database, display_url, has_schema
+
     url = str(settings_or_exit()["DATABASE_URL"])
     database = None
     try:
         database = Database(url)
         if not has_schema(database.engine):
             print(f"{display_url(url)} holds no vcf-cds tables: is VCF_CDS_DATABASE_URL right?", file=sys.stderr)
-            return 1
-        pruned = prune_audit(database.engine, before)
+            return None
+        return work(database)
     except SQLAlchemyError as e:
-        print(f"cannot prune {display_url(url)}: {type(e).__name__}", file=sys.stderr)
-        return 1
+        print(f"cannot {verb} {display_url(url)}: {type(e).__name__}", file=sys.stderr)
+        return None
     finally:
         if database is not None:
             database.engine.dispose()  # its pooled connections closed now, not whenever they are collected
-    print(
-        f"deleted {pruned.audit_rows} audit rows, {pruned.issued_cards} issued cards and "
-        f"{pruned.feedback_items} feedback items older than {before.isoformat(timespec='seconds')}"
-    )
-    return 0
 
 
 def healthcheck() -> int:
