@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from service.store.db import create_db_engine, migrate
 
 from support import examples  # noqa: F401  (loads the hypothesis profile before any test module)
 from support.apps import make_app
-from support.postgres import POSTGRES_URL
+from support.postgres import POSTGRES_URL, fresh_schema
 
 # `pytest -m "not slow" --no-cov` (about a minute) leaves these out; `bash scripts/test` runs everything.
 # End to end: real server processes, a browser, a wheel build, schemathesis, wrk, a FHIR server, a
@@ -147,17 +146,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if not POSTGRES_URL:
         pytest.skip("VCF_CDS_TEST_POSTGRES_URL is unset: PostgreSQL variant skipped (scripts/test sets it)")
-    from sqlalchemy import make_url
-
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_db_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

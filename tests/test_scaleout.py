@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url, select
+from sqlalchemy import select
 
 from service.store.db import audit_log, create_db_engine
 from service.store.db import feedback as feedback_table
 
 from support.builders import ICD10CM, condition, pain, request
-from support.postgres import POSTGRES_URL
+from support.postgres import POSTGRES_URL, fresh_schema
 from support.scaleout import (
     FEEDBACK_PATH,
     HOOK_PATH,
@@ -89,15 +89,8 @@ class Cluster:
 @pytest.fixture
 def shared_database() -> Iterator[str]:
     """A schema of its own in the test PostgreSQL, for both instances."""
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_db_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
