@@ -20,10 +20,10 @@ from service.store.db import feedback
 from service.store.feedback import feedback_report, format_report
 
 from support.apps import make_app
-from support.builders import ICD10CM, condition, pain, request, vcf_extension
+from support.builders import vcf_extension
+from support.feedback import FEEDBACK, issue_cards, item
 from support.paths import CONFORMANCE
 
-FEEDBACK = "/cds-services/vcf-patient-view/feedback"
 SPEC = CONFORMANCE / "spec-2.0.1"
 NON_ADHERENCE = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
 
@@ -31,18 +31,6 @@ NON_ADHERENCE = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-code
 def stored(app: Flask) -> list[dict[str, Any]]:
     with app_state(app).database.engine.connect() as connection:
         return [dict(r._mapping) for r in connection.execute(select(feedback).order_by(feedback.c.id))]
-
-
-def issue_cards(client: FlaskClient) -> list[dict[str, Any]]:
-    response = client.post(
-        "/cds-services/vcf-patient-view", json=request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
-    )
-    assert response.status_code == 200
-    return response.get_json()["cards"]  # type: ignore[no-any-return]
-
-
-def item(card: str, outcome: str = "accepted", when: str = "2026-06-15T14:05:31Z", **extra: Any) -> dict[str, Any]:
-    return {"card": card, "outcome": outcome, "outcomeTimestamp": when, **extra}
 
 
 @pytest.mark.parametrize(

@@ -21,21 +21,8 @@ from service.store.db import audit_log, create_db_engine, feedback, issued_card,
 from service.store.feedback import feedback_report, format_report
 
 from support.apps import make_app
-from support.builders import ICD10CM, condition, pain, request
-
-FEEDBACK = "/cds-services/vcf-patient-view/feedback"
-
-
-def issue_cards(client: FlaskClient) -> list[dict[str, Any]]:
-    response = client.post(
-        "/cds-services/vcf-patient-view", json=request(condition("c1", ICD10CM, "M80.08XA"), pain("o1", 8))
-    )
-    assert response.status_code == 200
-    return response.get_json()["cards"]  # type: ignore[no-any-return]
-
-
-def item(card: str, outcome: str = "accepted", when: str = "2026-06-15T14:05:31Z", **extra: Any) -> dict[str, Any]:
-    return {"card": card, "outcome": outcome, "outcomeTimestamp": when, **extra}
+from support.builders import ICD10CM, condition, request
+from support.feedback import FEEDBACK, issue_cards, item
 
 
 def count(app: Flask, table: Any) -> int:
