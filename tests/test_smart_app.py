@@ -10,15 +10,11 @@ for another patient, loaded into sekmet-fhir.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -26,12 +22,10 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select, update
 
-from service import create_app
-from service.normalize.fhirtime import parse_fhir_datetime
 from service.pipeline import Engine
 from service.store.db import smart_launch, smart_session
 
-from support.apps import TEST_AUDIT_KEY
+from support.chromium import CHROMEDRIVER, CHROMIUM, headless_chromium
 from support.paths import FIXTURES, ROOT
 from support.smart_ehr import (
     CLINICIAN,
@@ -41,41 +35,20 @@ from support.smart_ehr import (
     build_ehr_app,
     fhir,
     free_port,
-    start_sekmet,
-    stop,
-    wait_until_up,
+)
+from support.smart_world import (
+    PATIENT_FIXTURE,
+    LogCollector,
+    collected_logs,
+    record_resources,
+    sekmet_running,
+    smart_service,
+    transaction,
 )
 
-PATIENT_FIXTURE = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"
 OTHER_FIXTURE = FIXTURES / "patient-view" / "20-row11-acute-outpatient-conservative.json"
 FIXTURE = json.loads(PATIENT_FIXTURE.read_text())
-NOW, _ = parse_fhir_datetime(FIXTURE["now"], None)  # type: ignore[arg-type]
 ARTIFACTS = ROOT / "artifacts"
-
-
-def record_resources(fixture: Path) -> list[dict[str, Any]]:
-    prefetch = json.loads(fixture.read_text())["request"]["prefetch"]
-    out = [prefetch["patient"]]
-    for key, value in prefetch.items():
-        if key != "patient" and isinstance(value, dict):
-            out += [e["resource"] for e in value.get("entry", [])]
-    return out
-
-
-def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    entries = [
-        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-    ]
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-
-
-class LogCollector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record) + repr(record.__dict__))
 
 
 @dataclass
@@ -101,44 +74,23 @@ def world(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     folder = tmp_path_factory.mktemp("smart")
     ehr_port, sekmet_port, app_port = free_port(), free_port(), free_port()
     ehr = FakeEhr(f"http://127.0.0.1:{ehr_port}", f"http://127.0.0.1:{sekmet_port}")
-    try:
-        process, root, log = start_sekmet(folder, sekmet_port, ehr.iss)
-    except RuntimeError as e:
-        pytest.skip(str(e))
     served: list[Served] = []
-    collector = LogCollector()
-    logging.getLogger().addHandler(collector)
-    try:
-        if not wait_until_up(process, root):
-            pytest.skip(f"sekmet-fhir did not start: {log.read_text(errors='replace')[-600:]}")
-        app_url = f"http://127.0.0.1:{app_port}"
-        served.append(Served(build_ehr_app(ehr, f"{app_url}/app/callback"), ehr_port))
-        for fixture in (PATIENT_FIXTURE, OTHER_FIXTURE):
-            fhir(ehr.iss, "POST", body=transaction(record_resources(fixture)))
-        clients = folder / "smart-clients.json"
-        clients.write_text(
-            json.dumps({"clients": [{"iss": ehr.iss, "client_id": "vcf-cds-app", "client_secret": None}]})
-        )
-        database_url = f"sqlite:///{folder / 'service.sqlite3'}"
-        started = time.monotonic()
-        app = create_app(
-            {
-                "ENGINE": engine,
-                # the fixture's moment, moving on in real time: sessions expire as they would
-                "CLOCK": lambda: NOW + timedelta(seconds=time.monotonic() - started),
-                "DATABASE_URL": database_url,
-                "PUBLIC_URL": app_url,
-                "SMART_CLIENTS": str(clients),
-                "AUDIT_KEY": TEST_AUDIT_KEY,
-            }
-        )
-        served.append(Served(app, app_port))
-        yield World(ehr, app_url, create_engine(database_url), collector, [])
-    finally:
-        logging.getLogger().removeHandler(collector)
-        for s in served:
-            s.close()
-        stop(process)
+    with sekmet_running(folder, sekmet_port, ehr.iss), collected_logs() as collector:
+        try:
+            app_url = f"http://127.0.0.1:{app_port}"
+            served.append(Served(build_ehr_app(ehr, f"{app_url}/app/callback"), ehr_port))
+            for fixture in (PATIENT_FIXTURE, OTHER_FIXTURE):
+                fhir(ehr.iss, "POST", body=transaction(record_resources(fixture)))
+            clients = folder / "smart-clients.json"
+            clients.write_text(
+                json.dumps({"clients": [{"iss": ehr.iss, "client_id": "vcf-cds-app", "client_secret": None}]})
+            )
+            app, database_url = smart_service(engine, folder, app_url, clients)
+            served.append(Served(app, app_port))
+            yield World(ehr, app_url, create_engine(database_url), collector, [])
+        finally:
+            for s in served:
+                s.close()
 
 
 def hook_call(world: World, hook_instance: str) -> dict[str, Any]:
@@ -326,38 +278,25 @@ def test_csrf_token_is_required(world: World) -> None:
     assert answer.status_code == 403 and "CSRF" in answer.text
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1800",
+)
 
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("needs Debian 'chromium' and 'chromium-driver' (bash scripts/setup-system installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency: bash scripts/setup")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1800",
-    ):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
-    try:
+    pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency: bash scripts/setup")
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile"), CHROMIUM_FLAGS, 60) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _ready(driver: Any, world: World | None = None) -> None:

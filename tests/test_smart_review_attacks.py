@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -28,13 +27,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, redirect, request
 from sqlalchemy import create_engine, func, select
-from test_smart_app import NOW, PATIENT_FIXTURE, LogCollector, record_resources, transaction
 
-from service import create_app
 from service.pipeline import Engine
 from service.store.db import smart_session
 
-from support.apps import TEST_AUDIT_KEY
 from support.smart_ehr import (
     CLIENT_ID,
     CLINICIAN,
@@ -44,9 +40,15 @@ from support.smart_ehr import (
     build_ehr_app,
     fhir,
     free_port,
-    start_sekmet,
-    stop,
-    wait_until_up,
+)
+from support.smart_world import (
+    PATIENT_FIXTURE,
+    LogCollector,
+    collected_logs,
+    record_resources,
+    sekmet_running,
+    smart_service,
+    transaction,
 )
 
 pytestmark = pytest.mark.slow
@@ -222,46 +224,26 @@ def review(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     ehr = FakeEhr(f"http://127.0.0.1:{ehr_port}", f"http://127.0.0.1:{sekmet_port}")
     ehr.default_context = LaunchContext("pv45")
     hostile = Hostile(f"http://127.0.0.1:{hostile_port}", ehr)
-    try:
-        process, root, log = start_sekmet(folder, sekmet_port, ehr.iss)
-    except RuntimeError as e:
-        pytest.skip(str(e))
     served: list[Served] = []
-    collector = LogCollector()
-    logging.getLogger().addHandler(collector)
-    try:
-        if not wait_until_up(process, root):
-            pytest.skip(f"sekmet-fhir did not start: {log.read_text(errors='replace')[-600:]}")
-        app_url = f"http://127.0.0.1:{app_port}"
-        served.append(Served(build_ehr_app(ehr, f"{app_url}/app/callback/honest"), ehr_port))
-        served.append(Served(hostile_app(hostile), hostile_port))
-        fhir(ehr.iss, "POST", body=transaction(record_resources(PATIENT_FIXTURE) + xss_resources()))
-        # several EHRs: each its own redirect URI, /app/callback/{slug}
-        entries = [{"iss": ehr.iss, "client_id": CLIENT_ID, "client_secret": None, "slug": "honest"}]
-        entries += [
-            {"iss": hostile.iss(n), "client_id": CLIENT_ID, "client_secret": None, "slug": n} for n in HOSTILE_EHRS
-        ]
-        clients = folder / "smart-clients.json"
-        clients.write_text(json.dumps({"clients": entries}))
-        database_url = f"sqlite:///{folder / 'service.sqlite3'}"
-        started = time.monotonic()
-        app = create_app(
-            {
-                "ENGINE": engine,
-                "CLOCK": lambda: NOW + timedelta(seconds=time.monotonic() - started),
-                "DATABASE_URL": database_url,
-                "PUBLIC_URL": app_url,
-                "SMART_CLIENTS": str(clients),
-                "AUDIT_KEY": TEST_AUDIT_KEY,
-            }
-        )
-        served.append(Served(app, app_port))
-        yield Review(ehr, hostile, app_url, create_engine(database_url), collector)
-    finally:
-        logging.getLogger().removeHandler(collector)
-        for s in served:
-            s.close()
-        stop(process)
+    with sekmet_running(folder, sekmet_port, ehr.iss), collected_logs() as collector:
+        try:
+            app_url = f"http://127.0.0.1:{app_port}"
+            served.append(Served(build_ehr_app(ehr, f"{app_url}/app/callback/honest"), ehr_port))
+            served.append(Served(hostile_app(hostile), hostile_port))
+            fhir(ehr.iss, "POST", body=transaction(record_resources(PATIENT_FIXTURE) + xss_resources()))
+            # several EHRs: each its own redirect URI, /app/callback/{slug}
+            entries = [{"iss": ehr.iss, "client_id": CLIENT_ID, "client_secret": None, "slug": "honest"}]
+            entries += [
+                {"iss": hostile.iss(n), "client_id": CLIENT_ID, "client_secret": None, "slug": n} for n in HOSTILE_EHRS
+            ]
+            clients = folder / "smart-clients.json"
+            clients.write_text(json.dumps({"clients": entries}))
+            app, database_url = smart_service(engine, folder, app_url, clients)
+            served.append(Served(app, app_port))
+            yield Review(ehr, hostile, app_url, create_engine(database_url), collector)
+        finally:
+            for s in served:
+                s.close()
 
 
 def launch(review: Review, iss: str, browser: requests.Session | None = None, **extra: str) -> requests.Response:

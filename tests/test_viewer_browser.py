@@ -8,7 +8,6 @@ as an EHR does, render, check against the expected result. Screenshots go to ``a
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -21,18 +20,16 @@ from werkzeug.serving import make_server
 from service import create_app
 from service.pipeline import Engine
 
+from support.chromium import CHROMEDRIVER, CHROMIUM, headless_chromium
 from support.clock import counter_uuids
 from support.paths import FIXTURES, ROOT
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="needs Debian 'chromium' and 'chromium-driver' (bash scripts/setup-system installs them)",
 )
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency: bash scripts/setup")
 
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
@@ -74,18 +71,8 @@ def base_url(engine: Engine) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile"), CHROMIUM_FLAGS, 30) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def wait(driver: WebDriver, condition: Any, seconds: float = 20) -> Any:
