@@ -16,8 +16,7 @@ from sqlalchemy import inspect
 
 from service.store.db import create_db_engine, has_schema, schema_revision
 
-from support.scaleout import vcf_cds
-from support.served import http, serving
+from support.served import http, serving, vcf_cds
 
 
 def run_migrate(database_url: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .apps import TEST_AUDIT_KEY
-from .served import Served, free_port, http, wait_until_up
+from .served import Served, free_port, http, serve_environment, vcf_cds, wait_until_up
 from .tokens import EHR, Signer, claims, ec_signer, issuer_file
 
 NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
@@ -43,12 +41,6 @@ FEEDBACK_PATH = "/cds-services/vcf-patient-view/feedback"
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in NGINX_PATHS if os.access(p, os.X_OK)), None)
-
-
-def vcf_cds() -> str:
-    executable = shutil.which("vcf-cds", path=str(Path(sys.executable).parent))
-    assert executable, "the vcf-cds command is not installed beside this Python (bash scripts/setup)"
-    return executable
 
 
 @dataclass
@@ -74,27 +66,10 @@ def make_auth(folder: Path, public_url: str) -> Auth:
 
 
 def instance_environment(port: int, database_url: str, auth: Auth, folder: Path, **extra: str) -> dict[str, str]:
-    """A clean environment (none of the developer's settings) for one instance, as tests/served.py's."""
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith("VCF_CDS_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    environment.update(
-        {
-            "VCF_CDS_HOST": "127.0.0.1",
-            "VCF_CDS_PORT": str(port),
-            "VCF_CDS_DATABASE_URL": database_url,
-            "VCF_CDS_AUDIT_KEY": TEST_AUDIT_KEY,
-            "VCF_CDS_TRUSTED_ISSUERS": str(auth.issuers),
-            "VCF_CDS_PUBLIC_URL": auth.public_url,
-            "VCF_CDS_WORKERS": "1",  # two CPUs shared with other work: one worker each, two instances
-            "VCF_CDS_THREADS": "4",
-            "VCF_CDS_FHIR_ALLOWLIST": "http://127.0.0.1:9/fhir",
-            "VCF_CDS_FHIR_TIMEOUT": "1",
-            "TMPDIR": str(folder),
-            **extra,
-        }
-    )
-    return environment
+    """A clean environment for one instance, trusting ``auth``'s issuer."""
+    settings = {"VCF_CDS_TRUSTED_ISSUERS": str(auth.issuers), "VCF_CDS_PUBLIC_URL": auth.public_url, **extra}
+    # two CPUs shared with other work: one worker each, two instances
+    return serve_environment(port, database_url, folder, workers=1, threads=4, **settings)
 
 
 @dataclass

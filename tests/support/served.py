@@ -100,13 +100,16 @@ def wait_until_up(served: Served) -> None:
     raise AssertionError(f"vcf-cds serve did not answer within {STARTUP_SECONDS} s: {served.logs()}")
 
 
-@contextmanager
-def serving(
-    tmp_path: Path, database_url: str, *, workers: int = 1, threads: int = 4, env: dict[str, str] | None = None
-) -> Iterator[Served]:
+def vcf_cds() -> str:
     executable = shutil.which("vcf-cds", path=str(Path(sys.executable).parent))
     assert executable, "the vcf-cds command is not installed beside this Python (bash scripts/setup)"
-    port = free_port()
+    return executable
+
+
+def serve_environment(
+    port: int, database_url: str, folder: Path, *, workers: int = 1, threads: int = 4, **settings: str
+) -> dict[str, str]:
+    """A clean environment for ``vcf-cds serve`` (none of the developer's settings), ``settings`` on top."""
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith("VCF_CDS_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
@@ -121,10 +124,20 @@ def serving(
             # no fhirServer but this closed loopback port may be contacted: generated requests name any host
             "VCF_CDS_FHIR_ALLOWLIST": "http://127.0.0.1:9/fhir",
             "VCF_CDS_FHIR_TIMEOUT": "1",
-            "TMPDIR": str(tmp_path),
-            **(env or {}),
+            "TMPDIR": str(folder),
+            **settings,
         }
     )
+    return environment
+
+
+@contextmanager
+def serving(
+    tmp_path: Path, database_url: str, *, workers: int = 1, threads: int = 4, env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    executable = vcf_cds()
+    port = free_port()
+    environment = serve_environment(port, database_url, tmp_path, workers=workers, threads=threads, **(env or {}))
     stdout, stderr = tmp_path / "access.log", tmp_path / "server.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen([executable, "serve"], env=environment, stdout=out, stderr=err, cwd=tmp_path)
