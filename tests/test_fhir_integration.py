@@ -12,13 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +28,8 @@ from support.builders import bundle
 from support.cds_rules import response_problems
 from support.clock import NOW
 from support.paths import FIXTURES, ROOT
+from support.sekmet import STARTUP_SECONDS, fhir_call, launch, sekmet_executable, stop, wait_until_up
+from support.served import free_port
 
 TOKEN = os.environ.get("FHIR_IT_TOKEN", "vcf-cds-integration-token")
 EXTERNAL = os.environ.get("FHIR_IT_BASE", "").rstrip("/")
@@ -41,32 +37,19 @@ EXTERNAL = os.environ.get("FHIR_IT_BASE", "").rstrip("/")
 LONNIE = ROOT / "fixtures" / "realdata" / "lonnie-von-osteoporotic-fracture-not-vertebral.json"
 ROW14 = next((FIXTURES / "patient-view").glob("27-*.json"))
 EXTRA_PAIN_SCORES = 24  # with the fixture's two observations: 26, over the server's 20-entry pages
-STARTUP_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fhir(base: str, method: str, path: str = "", body: Any = None, token: str = TOKEN) -> Any:
-    """Plain urllib (not requests, which the tests mock) to set up and query the server."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{base}/{path}".rstrip("/"), data=data, method=method)
-    req.add_header("Content-Type", "application/fhir+json")
-    req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=60) as response:
-        return json.loads(response.read())
+    return fhir_call(base, method, path, body, token)
 
 
 def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    executable = shutil.which("sekmet", path=str(Path(sys.executable).parent))
+    executable = sekmet_executable()
     if executable is None:
         pytest.skip("sekmet-fhir is not installed (bash scripts/setup installs it with the test extra)")
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    settings = {  # YAML is a superset of JSON
+    settings = {
         "base_url": base,  # next links are built from it
         "host": "127.0.0.1",  # its default is 0.0.0.0
         "port": port,
@@ -76,42 +59,11 @@ def start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
         "log_inbound": False,
         "own_private_key_path": str(folder / "keys" / "sekmet.pem"),
     }
-    config = folder / "settings.yaml"
-    config.write_text(json.dumps(settings))
-    log = folder / "server.log"
     try:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [executable, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-                cwd=folder,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "SEKMET_CONFIG": str(config)},
-            )
+        process, log = launch(executable, folder, port, settings)
     except OSError as e:
         pytest.skip(f"sekmet-fhir could not be started: {e}")
     return process, base, log
-
-
-def wait_until_up(process: subprocess.Popen[bytes], base: str) -> bool:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{base}/metadata", timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

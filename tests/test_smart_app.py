@@ -27,6 +27,7 @@ from service.store.db import smart_launch, smart_session
 
 from support.chromium import CHROMEDRIVER, CHROMIUM, headless_chromium
 from support.paths import FIXTURES, ROOT
+from support.served import free_port
 from support.smart_ehr import (
     CLINICIAN,
     FakeEhr,
@@ -34,7 +35,6 @@ from support.smart_ehr import (
     Served,
     build_ehr_app,
     fhir,
-    free_port,
 )
 from support.smart_world import (
     PATIENT_FIXTURE,

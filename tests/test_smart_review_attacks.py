@@ -31,6 +31,7 @@ from sqlalchemy import create_engine, func, select
 from service.pipeline import Engine
 from service.store.db import smart_session
 
+from support.served import free_port
 from support.smart_ehr import (
     CLIENT_ID,
     CLINICIAN,
@@ -39,7 +40,6 @@ from support.smart_ehr import (
     Served,
     build_ehr_app,
     fhir,
-    free_port,
 )
 from support.smart_world import (
     PATIENT_FIXTURE,

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -43,18 +39,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
+from .sekmet import fhir_call, launch, sekmet_executable
+
 CLIENT_ID = "vcf-cds-app"
 CLINICIAN = "Practitioner/smart-clinician"
 LOADER_TOKEN = "smart-test-loader-token"  # sekmet's static bearer token, to load the records
 SEKMET_CLIENT, SEKMET_SECRET = "test-ehr", "test-ehr-secret-0123456789"
-STARTUP_SECONDS = 60
 KID = "test-ehr-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -281,7 +272,7 @@ def build_ehr_app(ehr: FakeEhr, redirect_uri: str) -> Flask:
 
 
 def start_sekmet(folder: Path, port: int, public_base: str) -> tuple[subprocess.Popen[bytes], str, Path]:
-    executable = shutil.which("sekmet", path=str(Path(sys.executable).parent))
+    executable = sekmet_executable()
     if executable is None:
         raise RuntimeError("sekmet-fhir is not installed (bash scripts/setup installs it with the test extra)")
     settings = {
@@ -301,48 +292,12 @@ def start_sekmet(folder: Path, port: int, public_base: str) -> tuple[subprocess.
         "log_inbound": False,
         "own_private_key_path": str(folder / "keys" / "sekmet.pem"),
     }
-    config = folder / "settings.yaml"
-    config.write_text(json.dumps(settings))
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [executable, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "SEKMET_CONFIG": str(config)},
-        )
+    process, log = launch(executable, folder, port, settings)
     return process, f"http://127.0.0.1:{port}", log
 
 
-def wait_until_up(process: subprocess.Popen[bytes], root: str) -> bool:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{root}/fhir/metadata", timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def fhir(base: str, method: str, path: str = "", body: Any = None, token: str = LOADER_TOKEN) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{base}/{path}".rstrip("/"), data=data, method=method)
-    req.add_header("Content-Type", "application/fhir+json")
-    req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=60) as response:
-        return json.loads(response.read())
+    return fhir_call(base, method, path, body, token)
 
 
 class Served:

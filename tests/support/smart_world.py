@@ -22,7 +22,8 @@ from service.pipeline import Engine
 
 from support.apps import TEST_AUDIT_KEY
 from support.paths import FIXTURES
-from support.smart_ehr import start_sekmet, stop, wait_until_up
+from support.sekmet import stop, wait_until_up
+from support.smart_ehr import start_sekmet
 
 PATIENT_FIXTURE = FIXTURES / "patient-view" / "45-row16-tenderness-and-edema-unknown.json"
 NOW, _ = parse_fhir_datetime(json.loads(PATIENT_FIXTURE.read_text())["now"], None)  # type: ignore[arg-type]
@@ -72,7 +73,7 @@ def sekmet_running(folder: Path, port: int, iss: str) -> Iterator[None]:
     except RuntimeError as e:
         pytest.skip(str(e))
     try:
-        if not wait_until_up(process, root):
+        if not wait_until_up(process, f"{root}/fhir"):
             pytest.skip(f"sekmet-fhir did not start: {log.read_text(errors='replace')[-600:]}")
         yield
     finally:
