@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, func, select, update
 from service.pipeline import Engine
 from service.store.db import smart_launch, smart_session
 
-from support.chromium import CHROMEDRIVER, CHROMIUM, headless_chromium
+from support.chromium import CHROMEDRIVER, CHROMIUM, HEADLESS, headless_chromium
 from support.paths import FIXTURES, ROOT
 from support.served import free_port
 from support.smart_ehr import (
@@ -278,16 +278,7 @@ def test_csrf_token_is_required(world: World) -> None:
     assert answer.status_code == 403 and "CSRF" in answer.text
 
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1800",
-)
+CHROMIUM_FLAGS = (*HEADLESS, "--window-size=1400,1800")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from service import create_app
 from service.pipeline import Engine
 
-from support.chromium import CHROMEDRIVER, CHROMIUM, headless_chromium
+from support.chromium import CHROMEDRIVER, CHROMIUM, HEADLESS, headless_chromium
 from support.clock import counter_uuids
 from support.paths import FIXTURES, ROOT
 
@@ -40,17 +40,7 @@ ROW14 = "patient-view/27-row14-epic-imo-multicoded-tenderness.json"
 HTML_TEXT = "patient-view/52-record-text-looks-like-html.json"
 PAYLOAD = "<img src=x onerror=window.__vcfXss=1>"
 CLOCK = datetime(2026, 11, 22, 3, 17, tzinfo=timezone(timedelta(hours=9)))
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--window-size=1400,2200",
-)
+CHROMIUM_FLAGS = (*HEADLESS, "--disable-quic", "--window-size=1400,2200")
 
 
 @pytest.fixture(scope="module")
