@@ -370,3 +370,47 @@ def test_only_the_first_few_matching_keys_of_a_jwks_are_tried() -> None:
     assert id_token_claims(_id_token(), client, ISS, [*decoys[:-1], right], NOW)["sub"] == "u"
     with pytest.raises(TokenError, match="not signed by a key"):
         id_token_claims(_id_token(), client, ISS, [*decoys, right], NOW)
+
+
+def test_a_redirect_two_url_parsers_read_differently_never_reaches_the_other_port() -> None:
+    """Issue 16's attack on the app's own HTTP client: ``http://127.0.0.1:TRAP\\@127.0.0.1:HOME/`` is
+    HOME to urllib.parse but TRAP to urllib3, which connects. The token must never reach TRAP."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from service.smart.http import CallError, call
+
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.settimeout(0.5)
+    trap_port = trap.getsockname()[1]
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            home_port = self.server.server_address[1]
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{trap_port}\\@127.0.0.1:{home_port}/fhir/Patient/p1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    home = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=home.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(CallError):
+            call("GET", f"http://127.0.0.1:{home.server_address[1]}/fhir/Patient/p1", what="read", token="at-secret")
+        try:
+            connection, _ = trap.accept()
+        except TimeoutError:
+            connection = None
+        if connection is not None:
+            connection.close()
+        assert connection is None, "the app's HTTP client connected to the other port"
+    finally:
+        home.shutdown()
+        home.server_close()
+        trap.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ..gather.fhirclient import loopback_host
+from ..gather.origins import origin_of
 from .http import CallError, call
 
 CACHE_SECONDS = 300
@@ -28,8 +28,8 @@ class DiscoveryError(Exception):
 
 
 def loopback_http(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "http" and loopback_host(parts.hostname or "")
+    origin = origin_of(url)
+    return origin is not None and origin.scheme == "http" and loopback_host(origin.host)
 
 
 def _endpoint(doc: dict[str, object], name: str, iss: str, *, required: bool = True) -> str | None:
@@ -41,9 +41,9 @@ def _endpoint(doc: dict[str, object], name: str, iss: str, *, required: bool = T
     # the code, the verifier or a secret over plain http to whatever listens on this host
     if not isinstance(value, str):
         raise DiscoveryError(f"its {name} is missing or not an https URL")
-    parts = urlsplit(value)
-    usable = parts.scheme == "https" or (loopback_http(value) and loopback_http(iss))
-    if not usable or not parts.hostname:
+    origin = origin_of(value)  # as urllib3, which connects, reads it
+    usable = origin is not None and (origin.scheme == "https" or (loopback_http(value) and loopback_http(iss)))
+    if not usable:
         raise DiscoveryError(f"its {name} is missing or not an https URL")
     return value
 

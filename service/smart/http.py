@@ -18,19 +18,19 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import orjson
 import requests
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from ..gather.origins import origin_of
 from ..gather.watched import Adapter, SocketWatch
 
 TIMEOUT = 10.0  # seconds for a whole call: connect, redirects, headers and body
 MAX_BYTES = 1024 * 1024  # a discovery document or an OperationOutcome: far below this
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class CallError(Exception):
@@ -41,15 +41,6 @@ class CallError(Exception):
 class Answer:
     status: int
     body: dict[str, Any] | None  # the JSON object answered, if any
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        return "", "", None
 
 
 class _NoNetrc(requests.auth.AuthBase):
@@ -155,7 +146,11 @@ def call(
     headers: Mapping[str, str] | None = None,
 ) -> Answer:
     """One call, following same-origin redirects (GET only); ``what`` names it in errors."""
-    home = origin(url)
+    # origins as urllib3, which connects, reads them (gather/origins.py): a form two parsers read
+    # differently is refused, never compared
+    home = origin_of(url)
+    if home is None:
+        raise CallError(f"{what}: not a URL this service connects to")
     data = orjson.dumps(body) if body is not None else None
     with Deadline(TIMEOUT) as deadline, failures(what, deadline), session() as s:
         for _ in range(MAX_REDIRECTS + 1):
@@ -174,7 +169,7 @@ def call(
             ) as response:
                 if response.status_code in _REDIRECTS and method == "GET":
                     url = urljoin(url, response.headers.get("Location", ""))
-                    if origin(url) != home:
+                    if origin_of(url) != home:
                         raise CallError(f"{what}: redirected to another host; not followed")
                     continue
                 raw = read_capped(response, deadline, what)
