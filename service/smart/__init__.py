@@ -18,11 +18,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 
-from ..gather.fhirclient import FhirClient, Limits, loopback_host
+from ..gather.fhirclient import FhirClient, Limits, https_or_loopback
 from .clients import SmartConfigError, load_clients
 
 log = logging.getLogger("vcf_cds.smart")
@@ -38,8 +37,7 @@ def check_public_url(public_url: str) -> None:
             "VCF_CDS_SMART_CLIENTS is set but VCF_CDS_PUBLIC_URL is not: the app's redirect URI is "
             "{VCF_CDS_PUBLIC_URL}/app/callback, registered with each EHR."
         )
-    parts = urlsplit(public_url)
-    if parts.scheme != "https" and not loopback_host(parts.hostname or ""):
+    if not https_or_loopback(public_url):
         raise SmartConfigError(
             "VCF_CDS_PUBLIC_URL must be https for the SMART app (its session cookie is Secure); http is "
             "accepted on loopback only."
